@@ -1,0 +1,111 @@
+"""What the shared rate limiter costs: GET /keys with the limiter on vs off, and one decision vs a bare PING.
+
+Both api runs use the same servers, data and load, alternating off/on twice so that drift on the machine hits
+both alike. The load (wrk, 1 thread) and the api (one uvicorn process) share this machine's cores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cg_api.ratelimit import RedisTokenBucket
+from cg_common.cache import connect_redis
+from cg_devstack.servers import Stack
+
+from bench import wrk
+from tests.support.api_process import running_api
+from tests.support.keys import fake_openai_key
+
+SECONDS = 10
+CONNECTIONS = 32
+DECISIONS = 5000
+
+
+def run(stack: Stack, database_url: str, env: dict[str, str], work_dir: Path) -> dict[str, Any]:
+    env = {**env, "RATE_LIMIT_RPM": "100000000", "RATE_LIMIT_BURST": "100000000", "LOG_LEVEL": "warning"}
+    headers = {"X-API-Key": env["API_KEY"]}
+    results: dict[str, list[wrk.LoadResult]] = {"off": [], "on": []}
+    for round_ in range(2):
+        for mode in ("off", "on"):
+            run_env = {**env, "RATE_LIMIT_ENABLED": "true" if mode == "on" else "false"}
+            with running_api(run_env, work_dir / f"api-{mode}-{round_}.log") as api:
+                if round_ == 0 and mode == "off":
+                    for n in range(10):
+                        httpx.post(
+                            api.url + "/keys", headers=headers, json={"label": f"b{n}", "api_key": fake_openai_key()}
+                        )
+                wrk.run(api.url + "/keys", headers=headers, seconds=2, connections=CONNECTIONS)  # warm-up
+                results[mode].append(
+                    wrk.run(api.url + "/keys", headers=headers, seconds=SECONDS, connections=CONNECTIONS)
+                )
+    decision, ping = asyncio.run(_decision_latency(stack.redis_url))
+    off, on = (_best(results[m]) for m in ("off", "on"))
+    return {
+        "off": off,
+        "on": on,
+        "throughput_ratio": on.requests_per_sec / off.requests_per_sec,
+        "decision_p50_ms": decision[0],
+        "decision_p99_ms": decision[1],
+        "ping_p50_ms": ping[0],
+        "ping_p99_ms": ping[1],
+    }
+
+
+def _best(runs: list[wrk.LoadResult]) -> wrk.LoadResult:
+    return max(runs, key=lambda r: r.requests_per_sec)
+
+
+async def _decision_latency(redis_url: str) -> tuple[tuple[float, float], tuple[float, float]]:
+    redis = connect_redis(redis_url, timeout_secs=1)
+    limiter = RedisTokenBucket(redis, rpm=10**8, burst=10**8, timeout_secs=1, fail_mode="open")
+    try:
+        decision = await _latencies(lambda: limiter.check("bench-client"))
+        ping = await _latencies(redis.ping)
+    finally:
+        await redis.aclose()
+    return decision, ping
+
+
+async def _latencies(call: Callable[[], Awaitable[object]]) -> tuple[float, float]:
+    for _ in range(200):
+        await call()
+    samples = []
+    for _ in range(DECISIONS):
+        started = time.perf_counter()
+        await call()
+        samples.append((time.perf_counter() - started) * 1000)
+    quantiles = statistics.quantiles(samples, n=100)
+    return quantiles[49], quantiles[98]
+
+
+def markdown(result: dict[str, Any]) -> str:
+    off: wrk.LoadResult = result["off"]
+    on: wrk.LoadResult = result["on"]
+    return "\n".join(
+        [
+            f"`GET /keys` (10 keys stored), wrk 1 thread × {CONNECTIONS} connections × {SECONDS} s, one uvicorn "
+            "process; best of two alternating runs each.",
+            "",
+            "| limiter | requests/s | p50 | p99 | non-2xx |",
+            "| --- | ---: | ---: | ---: | ---: |",
+            _row("off (baseline)", off),
+            _row("on", on),
+            "",
+            f"Limiter-on throughput is **{result['throughput_ratio']:.1%}** of limiter-off (target ≥ 90%).",
+            "",
+            f"One limiter decision (Lua script, {DECISIONS:,} sequential calls): p50 "
+            f"**{result['decision_p50_ms']:.3f} ms**, p99 {result['decision_p99_ms']:.3f} ms (target p50 < 0.5 ms); "
+            f"a bare Redis `PING` on the same connection: p50 {result['ping_p50_ms']:.3f} ms, "
+            f"p99 {result['ping_p99_ms']:.3f} ms.",
+        ]
+    )
+
+
+def _row(name: str, load: wrk.LoadResult) -> str:
+    return f"| {name} | {load.requests_per_sec:,.0f} | {load.p50_ms:.2f} ms | {load.p99_ms:.2f} ms | {load.non_2xx} |"

@@ -1,0 +1,29 @@
+"""PostgreSQL access: one async psycopg pool per process, opened by the service's lifespan."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+Connection = AsyncConnection[dict[str, Any]]
+
+
+async def open_pool(
+    database_url: str, *, min_size: int = 1, max_size: int = 10, name: str = "cg", wait_secs: float = 10.0
+) -> AsyncConnectionPool[Connection]:
+    """An open pool whose connections return rows as dicts; fails within `wait_secs` if Postgres does not answer."""
+    pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
+        database_url,
+        min_size=min_size,
+        max_size=max_size,
+        name=name,
+        open=False,
+        timeout=wait_secs,
+        kwargs={"row_factory": dict_row, "application_name": name},
+        connection_class=AsyncConnection[dict[str, Any]],
+    )
+    await pool.open(wait=True, timeout=wait_secs)
+    return pool

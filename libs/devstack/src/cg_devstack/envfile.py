@@ -1,0 +1,91 @@
+"""The settings every Cost Guardian service reads, as `.env.example` and as the dev `.env` that `make up` creates.
+
+Both files are rendered from the one table below, so they cannot drift apart (a test compares `.env.example`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from cg_common.crypto import new_master_key
+from dotenv import dotenv_values
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    example: str
+    doc: str
+
+
+SETTINGS = (
+    Setting("ENV", "development", "development or production; production refuses dev defaults"),
+    Setting("DEBUG", "false", "true: verbose errors and debug logging"),
+    Setting("LOG_LEVEL", "info", "debug, info, warning or error"),
+    Setting(
+        "MASTER_KEY",
+        "",
+        "Fernet key(s) encrypting stored OpenAI keys, comma-separated: the first encrypts, all decrypt "
+        "(make one with `uv run cg-dev new-master-key`)",
+    ),
+    Setting("API_KEY", "", "admin key, sent as X-API-Key; 32+ random characters in production"),
+    Setting("NATS_URL", "nats://127.0.0.1:4222", "NATS with JetStream; unset: `make up` and tests start one"),
+    Setting("NATS_STREAM_REPLICAS", "1", "JetStream replicas per stream: 1 on a single server, 3 on a cluster"),
+    Setting(
+        "DATABASE_URL",
+        "postgresql://postgres@127.0.0.1:5432/costguardian",
+        "PostgreSQL; unset: `make up` and tests start one",
+    ),
+    Setting("REDIS_URL", "redis://127.0.0.1:6379/0", "Redis (rebuildable state); unset: `make up` and tests start one"),
+    Setting("REDIS_TIMEOUT_MS", "100", "how long the api waits for Redis before RATE_LIMIT_FAIL_MODE decides"),
+    Setting("API_PORT", "5001", "port the api listens on"),
+    Setting("API_URL", "http://127.0.0.1:5001", "where the web service reaches the api"),
+    Setting("WEB_PORT", "5002", "port the web dashboard listens on"),
+    Setting("WEB_URL", "http://127.0.0.1:5002", "public URL of the dashboard, for the api's /dashboard redirect"),
+    Setting("ALLOWED_ORIGINS", "*", "CORS origins, comma-separated; * is refused in production"),
+    Setting("DASHBOARD_PUBLIC", "false", "true: the dashboard opens without the admin key"),
+    Setting("RATE_LIMIT_RPM", "60", "requests per minute refilled into each client's bucket (shared through Redis)"),
+    Setting("RATE_LIMIT_BURST", "60", "bucket capacity: requests allowed at once"),
+    Setting("RATE_LIMIT_EXEMPT", "/ping,/dashboard", "paths that skip rate limiting, comma-separated"),
+    Setting("RATE_LIMIT_FAIL_MODE", "open", "when Redis does not answer: open admits the request, closed answers 503"),
+    Setting("OPENAI_BASE_URL", "https://api.openai.com/v1", "OpenAI-compatible endpoint the prober calls"),
+    Setting("OPENAI_MODEL", "gpt-4o-mini", "model of PROBE_MODE=completion probes"),
+    Setting("PROBE_MODE", "models", "models: free GET /models; completion: a one-token chat completion, priced"),
+    Setting("PROBE_INTERVAL_SECS", "300", "seconds between two probes of each active key"),
+)
+
+CREATE_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+HEADER = """\
+# Cost Guardian settings. Variables set in the environment win over this file.
+# `make up` creates a dev .env like this one, with a fresh MASTER_KEY and API_KEY; uncomment a line to change it.
+"""
+
+
+def render(values: dict[str, str]) -> str:
+    """The file: each setting with its comment; set where `values` has it, else commented out with its example."""
+    blocks = [HEADER]
+    for setting in SETTINGS:
+        value = values.get(setting.name)
+        line = f"# {setting.name}={setting.example}" if value is None else f"{setting.name}={value}"
+        blocks.append(f"# {setting.doc}\n{line}\n")
+    return "\n".join(blocks)
+
+
+def ensure_env_file(path: Path) -> dict[str, str]:
+    """Create a dev `.env` at `path` unless one exists (never overwritten); return the values it sets."""
+    if not path.exists():
+        content = render({"ENV": "development", "MASTER_KEY": new_master_key(), "API_KEY": secrets.token_urlsafe(32)})
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Exclusive create: a file made meanwhile by another `make up` is kept. Secrets inside: owner only.
+        with contextlib.suppress(FileExistsError), os.fdopen(os.open(path, CREATE_NEW, 0o600), "w") as file:
+            file.write(content)
+    return read_env_file(path)
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """The values a `.env` file sets; none when it does not exist."""
+    return {name: value for name, value in dotenv_values(path).items() if value is not None}

@@ -1,0 +1,80 @@
+"""The three servers every service needs: the ones named by NATS_URL, DATABASE_URL and REDIS_URL when set, else
+embedded ones started here from PyPI packages, with their data kept under one directory."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from cg_devstack.leftovers import DataDirInUseError
+from cg_devstack.nats_server import start_nats
+from cg_devstack.postgres_server import start_postgres
+from cg_devstack.process import RunningServer, ServerStartError, stop_servers
+from cg_devstack.redis_server import start_redis
+
+STARTERS: dict[str, Callable[[Path], RunningServer]] = {
+    "NATS_URL": start_nats,
+    "DATABASE_URL": start_postgres,
+    "REDIS_URL": start_redis,
+}
+
+
+@dataclass(frozen=True)
+class Stack:
+    """URLs in use, and the servers this process started (keyed "nats", "postgres", "redis") to stop later."""
+
+    nats_url: str
+    database_url: str
+    redis_url: str
+    servers: dict[str, RunningServer]
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"NATS_URL": self.nats_url, "DATABASE_URL": self.database_url, "REDIS_URL": self.redis_url}
+
+
+@contextmanager
+def start_stack(data_dir: Path, environ: Mapping[str, str] = os.environ) -> Iterator[Stack]:
+    """Use each URL set (non-empty) in `environ`, start the others in parallel; stop what was started on exit."""
+    urls = {name: environ.get(name, "") for name in STARTERS}
+    servers = _start_in_parallel(data_dir, [name for name, url in urls.items() if not url])
+    urls |= {name: server.url for name, server in servers.items()}
+    try:
+        yield Stack(
+            nats_url=urls["NATS_URL"],
+            database_url=urls["DATABASE_URL"],
+            redis_url=urls["REDIS_URL"],
+            servers={server.name: server for server in servers.values()},
+        )
+    finally:
+        stop_servers(servers.values())
+
+
+def _start_in_parallel(data_dir: Path, names: list[str]) -> dict[str, RunningServer]:
+    """Start the servers for these URL names; if one fails, stop the others before raising its error."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(max_workers=len(STARTERS), thread_name_prefix="cg-devstack") as pool:
+        futures = {name: pool.submit(STARTERS[name], data_dir) for name in names}
+    started = {name: future.result() for name, future in futures.items() if future.exception() is None}
+    errors = [error for future in futures.values() if (error := future.exception()) is not None]
+    if errors:
+        stop_servers(started.values())
+        raise errors[0]
+    return started
+
+
+__all__ = [
+    "DataDirInUseError",
+    "RunningServer",
+    "ServerStartError",
+    "Stack",
+    "start_nats",
+    "start_postgres",
+    "start_redis",
+    "start_stack",
+    "stop_servers",
+]

@@ -1,0 +1,26 @@
+"""FastAPI dependency aliases, so routes name what they need instead of reaching into app state."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from cg_common.db import Connection
+from fastapi import Depends, Request
+
+from cg_api.resources import Resources
+
+
+def get_resources(request: Request) -> Resources:
+    resources: Resources = request.app.state.resources
+    return resources
+
+
+async def get_db(resources: Annotated[Resources, Depends(get_resources)]) -> AsyncIterator[Connection]:
+    """One pooled connection per request, committed when the route returns."""
+    async with resources.db.connection() as conn:
+        yield conn
+
+
+ResourcesDep = Annotated[Resources, Depends(get_resources)]
+DbDep = Annotated[Connection, Depends(get_db)]

@@ -1,0 +1,57 @@
+"""What the api holds while it runs: database pool, Redis, NATS, the key cipher and the rate limiter."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from cg_common.cache import connect_redis
+from cg_common.crypto import KeyCipher
+from cg_common.db import Connection, open_pool
+from cg_common.messaging import connect_nats, ensure_streams, stream_configs
+from nats.aio.client import Client as NATS
+from nats.js.client import JetStreamContext
+from psycopg_pool import AsyncConnectionPool
+from redis.asyncio import Redis
+
+from cg_api.ratelimit import RedisTokenBucket
+from cg_api.settings import ApiSettings
+from cg_api.vault import key_cipher
+
+
+@dataclass(frozen=True)
+class Resources:
+    settings: ApiSettings
+    db: AsyncConnectionPool[Connection]
+    redis: Redis
+    nats: NATS
+    js: JetStreamContext
+    cipher: KeyCipher
+    limiter: RedisTokenBucket
+
+
+@asynccontextmanager
+async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
+    """Open every connection and close them all on the way out."""
+    cipher = key_cipher(settings)
+    db = await open_pool(settings.database_url, name="cg-api")
+    redis = connect_redis(settings.redis_url, timeout_secs=settings.redis_timeout_ms / 1000)
+    nats = await connect_nats(settings.nats_url, name="cg-api")
+    try:
+        js = nats.jetstream()
+        await ensure_streams(
+            js, stream_configs(replicas=settings.nats_stream_replicas, probe_interval_secs=settings.probe_interval_secs)
+        )
+        limiter = RedisTokenBucket(
+            redis,
+            rpm=settings.rate_limit_rpm,
+            burst=settings.rate_limit_burst,
+            timeout_secs=settings.redis_timeout_ms / 1000,
+            fail_mode=settings.rate_limit_fail_mode,
+        )
+        yield Resources(settings, db, redis, nats, js, cipher, limiter)
+    finally:
+        await nats.drain()
+        await redis.aclose()
+        await db.close()

@@ -1,0 +1,103 @@
+"""Real NATS, PostgreSQL and Redis for the whole session: from NATS_URL / DATABASE_URL / REDIS_URL when set, else
+embedded servers from PyPI. Each session works in a database of its own, migrated from scratch."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import psycopg
+import pytest
+import redis
+from cg_api.app import create_app
+from cg_api.settings import ApiSettings
+from cg_common.crypto import new_master_key
+from cg_common.migrate import apply_migrations
+from cg_devstack.servers import Stack, start_stack
+
+ADMIN_KEY = "test-admin-" + secrets.token_urlsafe(24)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with start_stack(tmp_path_factory.mktemp("servers")) as servers:
+        yield servers
+
+
+@pytest.fixture(scope="session")
+def database_url(stack: Stack) -> Iterator[str]:
+    name = "cg_test_" + secrets.token_hex(4)
+    with psycopg.connect(stack.database_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    url = urlunsplit(urlsplit(stack.database_url)._replace(path="/" + name))
+    apply_migrations(url)
+    yield url
+    with psycopg.connect(stack.database_url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(scope="session")
+def master_key() -> str:
+    return new_master_key()
+
+
+@pytest.fixture
+def clean_state(database_url: str, stack: Stack) -> None:
+    """Every test starts with no keys and empty rate-limit buckets."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        tables = [
+            row[0]
+            for row in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'schema_migrations'"
+            )
+        ]
+        if tables:
+            conn.execute("TRUNCATE " + ", ".join(tables) + " RESTART IDENTITY CASCADE")
+    client = redis.Redis.from_url(stack.redis_url)
+    for key in client.scan_iter(match="cg:*"):
+        client.delete(key)
+    client.close()
+
+
+@pytest.fixture
+def api_env(stack: Stack, database_url: str, master_key: str, clean_state: None) -> dict[str, str]:
+    """Settings of an api under test, as environment variables; rate limits generous unless a test says otherwise."""
+    return {
+        "ENV": "development",
+        "NATS_URL": stack.nats_url,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": stack.redis_url,
+        "MASTER_KEY": master_key,
+        "API_KEY": ADMIN_KEY,
+        "RATE_LIMIT_RPM": "100000",
+        "RATE_LIMIT_BURST": "100000",
+        "LOG_LEVEL": "debug",
+    }
+
+
+def settings_from(env: dict[str, str]) -> ApiSettings:
+    """Settings from these variables alone: neither the process environment nor a `.env` file is read."""
+    return ApiSettings.model_validate({k.lower(): v for k, v in env.items()})
+
+
+@pytest.fixture
+async def api(api_env: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
+    """The api in this process, with its real lifespan, called as the admin."""
+    async with api_client(settings_from(api_env)) as client:
+        yield client
+
+
+@asynccontextmanager
+async def api_client(settings: ApiSettings) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with its real lifespan (pools, NATS, Redis) and an httpx client bound to it, as the admin."""
+    app = create_app(settings)
+    transport = httpx.ASGITransport(app=app)
+    headers = {"X-API-Key": settings.api_key}
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://api.test", headers=headers) as client,
+    ):
+        yield client

@@ -1,0 +1,60 @@
+"""GET /metrics in the contract's JSON shape and as Prometheus text; CORS from ALLOWED_ORIGINS."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from cg_common.cache import connect_redis
+from cg_common.heartbeats import beat
+
+from tests.conftest import api_client, settings_from
+from tests.support.keys import fake_openai_key
+
+
+async def test_metrics_json_has_the_contract_shape(api: httpx.AsyncClient) -> None:
+    await api.post("/keys", json={"label": "a", "api_key": fake_openai_key()})
+    body = (await api.get("/metrics")).json()
+    assert body["version"] == "1"
+    assert body["env"] == "development"
+    assert body["debug"] is False
+    assert body["rate_limit"]["rpm"] == 100000
+    assert body["rate_limit"]["exempt_paths"] == ["/ping", "/dashboard"]
+    assert body["counters"] == {"rate_limit_hits": 0}
+    assert body["db"] == {"usage_rows": 0, "active_keys": 1, "last_usage_at": None, "last_key_ok_at": None}
+    # No scheduler runs yet: the worker is honestly reported unhealthy.
+    assert body["worker"]["healthy"] is False
+    assert body["worker"]["probe_interval_secs"] == 300
+
+
+async def test_worker_is_healthy_while_the_scheduler_beats(api: httpx.AsyncClient, api_env: dict[str, str]) -> None:
+    redis = connect_redis(api_env["REDIS_URL"], timeout_secs=1)
+    await beat(redis, "scheduler", ttl_secs=30)
+    await redis.aclose()
+    body = (await api.get("/metrics")).json()
+    assert body["worker"]["healthy"] is True
+    assert body["worker"]["last_heartbeat_at"] is not None
+
+
+@pytest.mark.parametrize("accept", ["text/plain", "application/openmetrics-text; version=1.0.0"])
+async def test_metrics_as_prometheus_text(api: httpx.AsyncClient, accept: str) -> None:
+    await api.post("/keys", json={"label": "a", "api_key": fake_openai_key()})
+    response = await api.get("/metrics", headers={"Accept": accept})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith(accept.split(";")[0])
+    assert "cg_active_keys 1.0" in response.text
+    assert "cg_worker_healthy 0.0" in response.text
+    assert "cg_rate_limit_hits 0.0" in response.text
+
+
+async def test_cors_allows_only_listed_origins(api_env: dict[str, str]) -> None:
+    settings = settings_from({**api_env, "ALLOWED_ORIGINS": "https://dash.example.com"})
+    async with api_client(settings) as client:
+        allowed = await client.options(
+            "/keys",
+            headers={"Origin": "https://dash.example.com", "Access-Control-Request-Method": "GET"},
+        )
+        refused = await client.options(
+            "/keys", headers={"Origin": "https://evil.example.com", "Access-Control-Request-Method": "GET"}
+        )
+    assert allowed.headers["access-control-allow-origin"] == "https://dash.example.com"
+    assert "access-control-allow-origin" not in refused.headers
