@@ -9,7 +9,7 @@ SHELL := bash
 UV ?= $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 RUN = $(UV) run --no-sync
 
-.PHONY: help up servers test bench lint fmt migrate sync uv
+.PHONY: help up servers test bench lint fmt migrate sync uv wrk
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-9s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -23,8 +23,8 @@ servers: sync ## only the servers, migrated, with their URLs, for running servic
 test: sync ## the whole test suite against real servers (PYTEST_ARGS="-k keys" to select)
 	$(RUN) pytest $(PYTEST_ARGS)
 
-bench: sync ## the benchmarks; prints and writes their figures
-	$(RUN) python bench/run.py
+bench: sync wrk ## the benchmarks; prints and writes their figures (docs/benchmarks.md)
+	$(RUN) python -m bench
 
 lint: sync ## ruff format --check, ruff check, mypy
 	$(RUN) ruff format --check .
@@ -49,3 +49,10 @@ uv:
 			|| python3 -m pip install --user --break-system-packages uv \
 			|| { echo "could not install uv; see https://docs.astral.sh/uv/getting-started/installation/" >&2; exit 1; }; \
 	}
+
+# The HTTP load generator the benchmarks drive; installed where a package manager allows it without asking.
+wrk:
+	@command -v wrk >/dev/null 2>&1 \
+		|| { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && apt-get update -qq && apt-get install -y -qq wrk; } \
+		|| { command -v brew >/dev/null 2>&1 && brew install wrk; } \
+		|| echo "make bench needs wrk (Debian: apt-get install wrk; macOS: brew install wrk)" >&2

@@ -13,7 +13,7 @@ from importlib import resources
 import psycopg
 
 from cg_common.logging import configure_logging, get_logger
-from cg_common.settings import CommonSettings, load_settings
+from cg_common.settings import DatabaseSettings, load_settings
 
 # Arbitrary constant shared by every replica: the advisory lock that serialises migrations.
 MIGRATION_LOCK_ID = 0x6367_6D69_6772
@@ -73,7 +73,7 @@ def apply_migrations(database_url: str, migrations: list[Migration] | None = Non
 
 def main() -> None:
     """`cg-migrate`: bring the database named by DATABASE_URL up to date."""
-    settings = load_settings(CommonSettings)
+    settings = load_settings(DatabaseSettings)
     configure_logging(level=settings.log_level, service="migrate")
     log = get_logger(__name__)
     applied = apply_migrations(settings.database_url)

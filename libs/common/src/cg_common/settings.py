@@ -33,16 +33,30 @@ def _require_scheme(value: str, schemes: tuple[str, ...], name: str) -> str:
     return value
 
 
-class CommonSettings(BaseSettings):
-    """What every service reads; names and defaults follow the contract."""
+class DatabaseSettings(BaseSettings):
+    """Enough to reach PostgreSQL: what `cg-migrate` needs, and the base of every service's settings."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
 
     env: Literal["development", "production"] = "development"
     debug: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    nats_url: str
     database_url: str
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_scheme(cls, value: str) -> str:
+        return _require_scheme(value, ("postgresql", "postgres"), "DATABASE_URL")
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+
+class CommonSettings(DatabaseSettings):
+    """What every service reads; names and defaults follow the contract."""
+
+    nats_url: str
     redis_url: str
     # JetStream replicas per stream: 1 on a single server, 3 on a cluster. Same code, different setting.
     nats_stream_replicas: int = Field(default=1, ge=1, le=5)
@@ -53,19 +67,10 @@ class CommonSettings(BaseSettings):
     def _nats_scheme(cls, value: str) -> str:
         return _require_scheme(value, ("nats", "tls", "ws", "wss"), "NATS_URL")
 
-    @field_validator("database_url")
-    @classmethod
-    def _database_scheme(cls, value: str) -> str:
-        return _require_scheme(value, ("postgresql", "postgres"), "DATABASE_URL")
-
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str) -> str:
         return _require_scheme(value, ("redis", "rediss", "unix"), "REDIS_URL")
-
-    @property
-    def is_production(self) -> bool:
-        return self.env == "production"
 
 
 class KeyVaultSettings(CommonSettings):
@@ -128,6 +133,7 @@ __all__ = [
     "WEAK_API_KEYS",
     "CommaList",
     "CommonSettings",
+    "DatabaseSettings",
     "KeyVaultSettings",
     "describe_error",
     "fail",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 from pathlib import Path
@@ -39,8 +40,10 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     configure_logging(level="warning", service="cg-dev")
-    # SIGTERM unwinds like Ctrl-C, so the servers are stopped on the way out (honcho takes over while it runs).
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    # Closing our own set-up connection to NATS is logged as a disconnection: noise here.
+    logging.getLogger("cg_common.messaging").setLevel(logging.ERROR)
+    signal.signal(signal.SIGINT, _stop_once)
+    signal.signal(signal.SIGTERM, _stop_once)
     root = repository_root(Path.cwd())
     try:
         if args.command == "up":
@@ -62,5 +65,9 @@ def repository_root(start: Path) -> Path:
     return next((d for d in (start, *start.parents) if (d / "uv.lock").exists()), start)
 
 
-def _exit_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
-    raise SystemExit(143)
+def _stop_once(signum: int, _frame: FrameType | None) -> None:
+    """The first Ctrl-C or SIGTERM unwinds, stopping the servers on the way out; later ones must not cut that short
+    (a terminal's Ctrl-C reaches `uv run` too, which passes it on: every press arrives twice)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt if signum == signal.SIGINT else SystemExit(128 + signum)

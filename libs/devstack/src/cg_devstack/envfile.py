@@ -52,10 +52,12 @@ SETTINGS = (
     Setting("RATE_LIMIT_BURST", "60", "bucket capacity: requests allowed at once"),
     Setting("RATE_LIMIT_EXEMPT", "/ping,/dashboard", "paths that skip rate limiting, comma-separated"),
     Setting("RATE_LIMIT_FAIL_MODE", "open", "when Redis does not answer: open admits the request, closed answers 503"),
+    Setting("RATE_LIMIT_ENABLED", "true", "false: no rate limiting at all (benchmarks, trusted networks)"),
     Setting("OPENAI_BASE_URL", "https://api.openai.com/v1", "OpenAI-compatible endpoint the prober calls"),
     Setting("OPENAI_MODEL", "gpt-4o-mini", "model of PROBE_MODE=completion probes"),
     Setting("PROBE_MODE", "models", "models: free GET /models; completion: a one-token chat completion, priced"),
     Setting("PROBE_INTERVAL_SECS", "300", "seconds between two probes of each active key"),
+    Setting("PROBE_WAIT_SECS", "15", "how long POST /keys/{id}/probe waits for the pipeline's answer"),
 )
 
 CREATE_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL

@@ -25,15 +25,13 @@ def nats_server_binary() -> Path:
 def start_nats(data_dir: Path) -> RunningServer:
     """Start nats-server with JetStream storing under `<data_dir>/nats`; returns once JetStream is healthy."""
     binary, port, monitor_port = nats_server_binary(), free_port(), free_port()
-    store = data_dir / "nats"
-    store.mkdir(parents=True, exist_ok=True)
-    pid_file = store / "nats-server.pid"
+    lock = claim_data_dir(data_dir / "nats", "nats-server", signal.SIGTERM)
     server = launch(
         "nats",
-        [binary, "-js", "-sd", store, "-a", "127.0.0.1", "-p", str(port), "-m", str(monitor_port), "-P", pid_file],
+        [binary, "-js", "-sd", lock.data_dir, "-a", "127.0.0.1", "-p", str(port), "-m", str(monitor_port)],
         url=f"nats://127.0.0.1:{port}",
         log_path=data_dir / "logs" / "nats.log",
-        lock=claim_data_dir(store, pid_file, "nats-server", signal.SIGTERM),
+        lock=lock,
     )
     health = f"http://127.0.0.1:{monitor_port}/healthz?js-enabled-only=true"
     wait_ready(server, lambda: httpx.get(health, timeout=1.0).status_code == 200, timeout=READY_TIMEOUT_SECS)

@@ -43,11 +43,12 @@ INITDB_TIMEOUT_SECS = 120.0
 def start_postgres(data_dir: Path) -> RunningServer:
     """Start postgres on `<data_dir>/postgres` (created by initdb the first time) with a `costguardian` database."""
     port = free_port()
-    pgdata = data_dir / "postgres"
-    pgdata.mkdir(parents=True, exist_ok=True)
-    run_as = _unprivileged_identity(pgdata)
-    lock = claim_data_dir(pgdata, pgdata / "postmaster.pid", "postgres", signal.SIGINT)
+    lock = claim_data_dir(
+        data_dir / "postgres", "postgres", signal.SIGINT, pid_file=data_dir / "postgres" / "postmaster.pid"
+    )
+    pgdata = lock.data_dir
     try:
+        run_as = _unprivileged_identity(pgdata)
         _initdb_once(pgdata, run_as)
         socket_dir = _socket_dir(pgdata, run_as)
         server = launch(
@@ -64,7 +65,11 @@ def start_postgres(data_dir: Path) -> RunningServer:
         raise
     admin_url = f"postgresql://{SUPERUSER}@127.0.0.1:{port}/postgres"
     wait_ready(server, lambda: _accepts(admin_url), timeout=READY_TIMEOUT_SECS)
-    _create_database(admin_url, DATABASE)
+    try:
+        _create_database(admin_url, DATABASE)
+    except BaseException:
+        server.stop()
+        raise
     return server
 
 

@@ -4,14 +4,12 @@ and the runner stops them in order; and stopped at interpreter exit at the lates
 from __future__ import annotations
 
 import atexit
-import os
 import signal
 import socket
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +33,7 @@ class RunningServer:
     log_path: Path
     stop_signal: signal.Signals = signal.SIGTERM
     lock: DataDirLock | None = field(default=None, repr=False)
+    _stop_requested: bool = field(default=False, init=False, repr=False)
 
     @property
     def pid(self) -> int:
@@ -43,28 +42,33 @@ class RunningServer:
     def running(self) -> bool:
         return self.process.poll() is None
 
+    def request_stop(self) -> None:
+        """Ask for a clean shutdown (postgres: SIGINT, a fast shutdown) without waiting for it; once only."""
+        if self.running() and not self._stop_requested:
+            self._stop_requested = True
+            self.process.send_signal(self.stop_signal)
+            self.thaw()  # a frozen server must wake up to handle it
+
     def stop(self, timeout: float = STOP_TIMEOUT_SECS) -> None:
-        """Clean shutdown (postgres: SIGINT, a fast shutdown), SIGKILL to its whole group after `timeout`."""
+        """Clean shutdown, SIGKILL after `timeout`; safe to call again."""
         try:
-            if self.running():
-                self.process.send_signal(self.stop_signal)
-                self._signal_group(signal.SIGCONT)  # a frozen server must wake up to handle it
-                try:
-                    self.process.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    self._signal_group(signal.SIGKILL)
-                    self.process.wait()
+            self.request_stop()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()  # postgres backends notice their postmaster's death and exit
+                self.process.wait()
         finally:
             _forget(self)
             if self.lock is not None:
                 self.lock.release()
 
     def freeze(self) -> None:
-        """SIGSTOP: the server keeps its connections open but answers nothing, like a hung host."""
-        self._signal_group(signal.SIGSTOP)
+        """SIGSTOP: connections stay open but nothing answers, like a hung host (postgres: new connections only)."""
+        self._signal(signal.SIGSTOP)
 
     def thaw(self) -> None:
-        self._signal_group(signal.SIGCONT)
+        self._signal(signal.SIGCONT)
 
     def log_tail(self) -> str:
         try:
@@ -72,10 +76,9 @@ class RunningServer:
         except FileNotFoundError:
             return ""
 
-    def _signal_group(self, signum: signal.Signals) -> None:
-        # Only while the leader is unreaped: then the group id cannot belong to anyone else.
+    def _signal(self, signum: signal.Signals) -> None:
         if self.running():
-            os.killpg(self.pid, signum)
+            self.process.send_signal(signum)
 
 
 _running: dict[int, RunningServer] = {}
@@ -90,9 +93,10 @@ def _forget(server: RunningServer) -> None:
 def stop_servers(servers: Iterable[RunningServer]) -> None:
     """Stop them all at once: each clean shutdown takes a moment, and none waits for another."""
     pending = list(servers)
-    with ThreadPoolExecutor(max_workers=max(1, len(pending)), thread_name_prefix="cg-devstack-stop") as pool:
-        for stopped in [pool.submit(server.stop) for server in pending]:
-            stopped.result()
+    for server in pending:
+        server.request_stop()
+    for server in pending:
+        server.stop()
 
 
 @atexit.register

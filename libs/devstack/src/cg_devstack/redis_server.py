@@ -25,17 +25,15 @@ def redis_server_binary() -> Path:
 def start_redis(data_dir: Path) -> RunningServer:
     """Start redis-server with an append-only file under `<data_dir>/redis`; returns once it answers PING."""
     binary, port = redis_server_binary(), free_port()
-    store = data_dir / "redis"
-    store.mkdir(parents=True, exist_ok=True)
-    pid_file = store / "redis-server.pid"
-    argv: list[str | Path] = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", store, "--pidfile", pid_file]
+    lock = claim_data_dir(data_dir / "redis", "redis-server", signal.SIGTERM)
+    argv: list[str | Path] = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", lock.data_dir]
     server = launch(
         "redis",
         # Append-only file instead of snapshots: every write survives a restart, like the other servers' data.
         [*argv, "--appendonly", "yes", "--save", "", "--daemonize", "no", "--logfile", ""],
         url=f"redis://127.0.0.1:{port}/0",
         log_path=data_dir / "logs" / "redis.log",
-        lock=claim_data_dir(store, pid_file, "redis-server", signal.SIGTERM),
+        lock=lock,
     )
     wait_ready(server, lambda: _pings(server.url), timeout=READY_TIMEOUT_SECS)
     return server
