@@ -11,7 +11,8 @@ from fastapi import Depends, Request
 from cg_api.resources import Resources
 
 
-def get_resources(request: Request) -> Resources:
+async def get_resources(request: Request) -> Resources:
+    """Async on purpose: FastAPI runs a plain `def` dependency in a worker thread, a hop per request."""
     resources: Resources = request.app.state.resources
     return resources
 

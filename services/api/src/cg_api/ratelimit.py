@@ -1,4 +1,4 @@
-"""A token bucket per client, held in Redis so that every api replica draws from the same one.
+"""A token bucket per client (as GCRA), held in Redis so that every api replica draws from the same one.
 
 Each decision is one Lua script run, timed by the Redis server's own clock: replicas whose clocks disagree still
 refill the bucket at exactly RATE_LIMIT_RPM. When Redis does not answer within REDIS_TIMEOUT_MS, the request is
@@ -14,43 +14,36 @@ import hashlib
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from cg_common.logging import get_logger
-from redis.asyncio import Redis
+from redis.asyncio import Connection, ConnectionPool, Redis
 from redis.exceptions import NoScriptError, RedisError
 
 log = get_logger(__name__)
 
 HITS_KEY = "cg:ratelimit:hits"
 
-# KEYS[1] bucket hash, KEYS[2] hit counter; ARGV[1] tokens per second, ARGV[2] capacity.
-# Returns {admitted (0/1), milliseconds until a token is available}.
+# The token bucket as GCRA (generic cell rate algorithm): the same admissions as a bucket of ARGV capacity refilled
+# one token per interval, stored as one number per client (its "theoretical arrival time") instead of a hash of two,
+# so that each decision costs Redis one GET and one SET.
+# KEYS[1] the client's arrival time in µs, KEYS[2] refusal counter; ARGV[1] µs per token, ARGV[2] capacity × that.
+# Returns {admitted (0/1), milliseconds until the next request would be admitted}.
 BUCKET_SCRIPT = """
-local rate = tonumber(ARGV[1])
-local capacity = tonumber(ARGV[2])
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
 local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(state[1])
-local ts = tonumber(state[2])
-if tokens == nil then
-  tokens = capacity
-  ts = now
-end
-tokens = math.min(capacity, tokens + math.max(0, now - ts) * rate)
-local admitted = 0
-local wait_ms = 0
-if tokens >= 1 then
-  tokens = tokens - 1
-  admitted = 1
-else
-  wait_ms = math.ceil((1 - tokens) / rate * 1000)
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then tat = now end
+local next_tat = tat + interval
+local wait = next_tat - now - tolerance
+if wait > 0 then
   redis.call('INCR', KEYS[2])
+  return {0, math.ceil(wait / 1000)}
 end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
-redis.call('PEXPIRE', KEYS[1], math.ceil(capacity / rate * 1000) + 1000)
-return {admitted, wait_ms}
+redis.call('SET', KEYS[1], string.format('%d', next_tat), 'PX', math.ceil((next_tat - now) / 1000) + 1)
+return {1, 0}
 """
 
 
@@ -66,12 +59,14 @@ class RedisTokenBucket:
 
     Decisions that arrive while another round trip is in flight are sent together as one pipeline of script calls
     (natural batching): each decision is still its own atomic script run in Redis, but under load a replica pays one
-    round trip, one system call and one reply parse per batch instead of per request.
+    round trip and one system call per batch instead of per request. The limiter owns one connection and sends at
+    most one batch at a time, so it needs neither redis-py's pool and pipeline objects nor their per-read timers:
+    one deadline covers the whole batch, and a connection that missed it is dropped and made anew.
     """
 
     def __init__(
         self,
-        redis: Redis,
+        redis_url: str,
         *,
         rpm: int,
         burst: int,
@@ -79,9 +74,14 @@ class RedisTokenBucket:
         fail_mode: Literal["open", "closed"],
         cooldown_secs: float = 1.0,
     ) -> None:
-        self._redis = redis
-        self._rate = rpm / 60.0
-        self._burst = burst
+        self._connection_kwargs = {
+            **ConnectionPool.from_url(redis_url).connection_kwargs,
+            "socket_timeout": None,
+            "socket_connect_timeout": timeout_secs,
+        }
+        self._connection: Connection | None = None
+        self._interval_us = round(60_000_000 / rpm)
+        self._tolerance_us = self._interval_us * burst
         self._timeout = timeout_secs
         self._fail_open = fail_mode == "open"
         self._cooldown = cooldown_secs
@@ -114,6 +114,7 @@ class RedisTokenBucket:
                 replies = await self._run_scripts([key for key, _ in batch])
             decisions = [self._decision(admitted, wait_ms) for admitted, wait_ms in replies]
         except (RedisError, OSError, TimeoutError) as error:
+            await self._drop_connection()
             self._skip_redis_until = time.monotonic() + self._cooldown
             log.warning("rate limiter cannot reach redis", error=type(error).__name__, fail_mode=self._mode)
             decisions = [self._degraded()] * len(batch)
@@ -122,19 +123,36 @@ class RedisTokenBucket:
                 future.set_result(decision)
 
     async def _run_scripts(self, bucket_keys: list[str]) -> list[list[int]]:
-        """One pipeline of EVALSHA calls; loads the script once if Redis lost it (restart, SCRIPT FLUSH)."""
-        for _attempt in range(2):
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for key in bucket_keys:
-                    pipe.evalsha(self._sha, 2, key, HITS_KEY, self._rate, self._burst)
-                replies: list[Any] = await pipe.execute(raise_on_error=False)
-            if not any(isinstance(reply, NoScriptError) for reply in replies):
-                errors = [reply for reply in replies if isinstance(reply, Exception)]
-                if errors:
-                    raise errors[0]
-                return replies
-            await self._redis.script_load(BUCKET_SCRIPT)
-        raise RedisError("the rate-limit script could not be loaded")
+        """One pipelined write of EVALSHA calls, then their replies; loads the script if Redis lost it."""
+        connection = await self._connect()
+        commands = [
+            ("EVALSHA", self._sha, 2, key, HITS_KEY, self._interval_us, self._tolerance_us) for key in bucket_keys
+        ]
+        try:
+            await connection.send_packed_command(connection.pack_commands(commands), check_health=False)
+            return [await connection.read_response() for _ in bucket_keys]
+        except NoScriptError:
+            # Redis restarted or its script cache was flushed; replies after the first may be pending, so start clean.
+            await self._drop_connection()
+            connection = await self._connect()
+            await connection.send_command("SCRIPT", "LOAD", BUCKET_SCRIPT)
+            await connection.read_response()
+            return await self._run_scripts(bucket_keys)
+
+    async def _connect(self) -> Connection:
+        if self._connection is None:
+            connection = Connection(**self._connection_kwargs)
+            await connection.connect()  # type: ignore[no-untyped-call]
+            self._connection = connection
+        return self._connection
+
+    async def _drop_connection(self) -> None:
+        if self._connection is not None:
+            connection, self._connection = self._connection, None
+            await connection.disconnect(nowait=True)
+
+    async def close(self) -> None:
+        await self._drop_connection()
 
     @staticmethod
     def _decision(admitted: int, wait_ms: int) -> Decision:

@@ -38,20 +38,21 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
     db = await open_pool(settings.database_url, name="cg-api")
     redis = connect_redis(settings.redis_url, timeout_secs=settings.redis_timeout_ms / 1000)
     nats = await connect_nats(settings.nats_url, name="cg-api")
+    limiter = RedisTokenBucket(
+        settings.redis_url,
+        rpm=settings.rate_limit_rpm,
+        burst=settings.rate_limit_burst,
+        timeout_secs=settings.redis_timeout_ms / 1000,
+        fail_mode=settings.rate_limit_fail_mode,
+    )
     try:
         js = nats.jetstream()
         await ensure_streams(
             js, stream_configs(replicas=settings.nats_stream_replicas, probe_interval_secs=settings.probe_interval_secs)
         )
-        limiter = RedisTokenBucket(
-            redis,
-            rpm=settings.rate_limit_rpm,
-            burst=settings.rate_limit_burst,
-            timeout_secs=settings.redis_timeout_ms / 1000,
-            fail_mode=settings.rate_limit_fail_mode,
-        )
         yield Resources(settings, db, redis, nats, js, cipher, limiter)
     finally:
+        await limiter.close()
         await nats.drain()
         await redis.aclose()
         await db.close()
