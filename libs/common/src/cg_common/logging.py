@@ -70,6 +70,7 @@ def configure_logging(*, level: str = "info", service: str, secrets: Iterable[st
         foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            _drop_fields("color_message"),  # uvicorn's ANSI-coloured duplicate of the message
             _add_service(service),
             structlog.processors.format_exc_info,
             scrubber,
@@ -93,6 +94,15 @@ def _add_service(service: str) -> Any:
         return event_dict
 
     return add
+
+
+def _drop_fields(*names: str) -> Any:
+    def drop(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        for name in names:
+            event_dict.pop(name, None)
+        return event_dict
+
+    return drop
 
 
 def get_logger(name: str | None = None) -> Any:

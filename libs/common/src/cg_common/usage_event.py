@@ -1,0 +1,167 @@
+"""Usage events: CloudEvents 1.0 in structured JSON mode, whose `data` says what one system spent on one model.
+
+The envelope is parsed and checked by the CloudEvents SDK; `data` by a strict model that also accepts the
+OpenTelemetry GenAI names (`gen_ai.usage.input_tokens` …). Both the api (before publishing) and the ledger (before
+recording) call `parse_usage_event`, so an event is judged the same way wherever it enters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from cloudevents.core.exceptions import BaseCloudEventException
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+
+USAGE_EVENT_TYPE = "io.costguardian.usage.v1"
+MAX_EVENT_BYTES = 64 * 1024
+MAX_TOKENS = 10**12
+# Clocks disagree a little; an event stamped further ahead than this is a bug in its producer, not usage.
+MAX_CLOCK_AHEAD = timedelta(days=1)
+
+# OpenTelemetry GenAI semantic-convention names and the fields they fill.
+OTEL_ALIASES = {
+    "gen_ai.usage.input_tokens": "input_tokens",
+    "gen_ai.usage.output_tokens": "output_tokens",
+    "gen_ai.usage.cache_read.input_tokens": "cached_input_tokens",
+    "gen_ai.usage.cached_input_tokens": "cached_input_tokens",
+    "gen_ai.response.model": "model",
+    "gen_ai.request.model": "model",
+    "gen_ai.provider.name": "provider",
+    "gen_ai.system": "provider",
+}
+
+_json_format = JSONFormat()
+
+TokenCount = Annotated[int, Field(ge=0, le=MAX_TOKENS)]
+AttributeValue = Annotated[str, StringConstraints(max_length=256)] | int | float | bool
+AttributeName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")]
+
+
+class InvalidEventError(ValueError):
+    """The event cannot be recorded; the message is the reason, safe to publish (it never quotes values)."""
+
+
+class UsageData(BaseModel):
+    """What was used: provider, model, tokens, requests, and optionally which stored key paid for it."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    provider: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.\-]{0,63}$")]
+    model: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@+\-]{0,199}$")]
+    input_tokens: TokenCount = 0
+    output_tokens: TokenCount = 0
+    cached_input_tokens: TokenCount = 0
+    requests: Annotated[int, Field(ge=0, le=10**9)] = 1
+    key_id: Annotated[int, Field(ge=1, le=2**63 - 1)] | None = None
+    key_fingerprint: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16}$")] | None = None
+    attributes: Annotated[dict[AttributeName, AttributeValue], Field(max_length=32)] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_otel_names(cls, value: Any) -> Any:
+        if not isinstance(value, dict) or not any(name in value for name in OTEL_ALIASES):
+            return value
+        data = dict(value)
+        for otel_name, field in OTEL_ALIASES.items():
+            if otel_name not in data:
+                continue
+            given = data.pop(otel_name)
+            if field in data and data[field] != given:
+                raise ValueError(f"{otel_name} and {field} disagree")
+            data[field] = given
+        return data
+
+    @model_validator(mode="after")
+    def _cached_within_input(self) -> UsageData:
+        if self.cached_input_tokens > self.input_tokens:
+            raise ValueError("cached_input_tokens cannot exceed input_tokens (cached tokens are part of the input)")
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class UsageEvent:
+    """A valid usage event. `time` is None when the producer did not stamp it; the receiver then supplies one."""
+
+    source: str
+    id: str
+    time: datetime | None
+    data: UsageData
+
+
+def parse_usage_event(raw: bytes, *, now: datetime | None = None) -> UsageEvent:
+    """Parse and check one structured-mode CloudEvent; raises InvalidEventError naming what is wrong."""
+    if len(raw) > MAX_EVENT_BYTES:
+        raise InvalidEventError(f"event is {len(raw)} bytes; the limit is {MAX_EVENT_BYTES}")
+    try:
+        event = _json_format.read(_received_event, raw)
+    except InvalidEventError:
+        raise
+    except BaseCloudEventException as error:
+        raise InvalidEventError(_one_line(str(error))) from None
+    except (ValueError, TypeError, AttributeError) as error:  # not JSON, or JSON that is not an object
+        raise InvalidEventError(f"not a structured CloudEvent in JSON: {type(error).__name__}") from None
+    attributes = event.get_attributes()
+    _check_envelope(attributes)
+    time = _utc(attributes.get(_TIME_GIVEN) and attributes["time"], now or datetime.now(UTC))
+    data = event.get_data()
+    if not isinstance(data, dict):
+        raise InvalidEventError("data must be a JSON object")
+    try:
+        usage = UsageData.model_validate(data)
+    except ValidationError as error:
+        raise InvalidEventError(describe_validation_error(error, prefix="data")) from None
+    return UsageEvent(source=attributes["source"], id=attributes["id"], time=time, data=usage)
+
+
+_TIME_GIVEN = "cgtimegiven"  # marks, inside this module only, that the producer stamped the event
+
+
+def _received_event(attributes: dict[str, Any], data: Any) -> CloudEvent:
+    """The SDK's CloudEvent, minus its sender-side defaults: a missing id or specversion would otherwise become a
+    fresh UUID or "1.0", and a re-sent event would be counted twice."""
+    missing = [name for name in ("specversion", "id", "source", "type") if name not in attributes]
+    if missing:
+        raise InvalidEventError(f"missing required attribute{'s' if len(missing) > 1 else ''}: {', '.join(missing)}")
+    attributes[_TIME_GIVEN] = "time" in attributes  # overwrites any producer's own attribute of that name
+    return CloudEvent(attributes, data)
+
+
+def _check_envelope(attributes: dict[str, Any]) -> None:
+    if attributes["type"] != USAGE_EVENT_TYPE:
+        raise InvalidEventError(f"type must be {USAGE_EVENT_TYPE}")
+    if len(attributes["source"]) > 512:
+        raise InvalidEventError("source is longer than 512 characters")
+    if len(attributes["id"]) > 256:
+        raise InvalidEventError("id is longer than 256 characters")
+    content_type = attributes.get("datacontenttype")
+    if content_type is not None and not str(content_type).startswith("application/json"):
+        raise InvalidEventError("datacontenttype must be application/json")
+
+
+def _utc(value: object, now: datetime) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise InvalidEventError("time must be an RFC 3339 timestamp with a time zone")
+    stamped = value.astimezone(UTC)
+    if stamped > now + MAX_CLOCK_AHEAD:
+        raise InvalidEventError("time is more than a day in the future")
+    return stamped
+
+
+def describe_validation_error(error: ValidationError, *, prefix: str) -> str:
+    """Each problem as `path: message`, without the offending values (they may be huge or secret)."""
+    parts = []
+    for item in error.errors(include_input=False, include_url=False):
+        path = ".".join(str(p) for p in (prefix, *item["loc"]))
+        parts.append(f"{path}: {item['msg'].removeprefix('Value error, ')}")
+    return _one_line("; ".join(parts))
+
+
+def _one_line(text: str, limit: int = 500) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
