@@ -9,11 +9,11 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
+
+from bench import machine, ratelimit, wrk
 from cg_common.crypto import new_master_key
 from cg_common.migrate import apply_migrations
 from cg_devstack.servers import start_stack
-
-from bench import machine, ratelimit, wrk
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 

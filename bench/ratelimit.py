@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from bench import wrk
 from cg_api.ratelimit import RedisTokenBucket
 from cg_common.cache import connect_redis
 from cg_devstack.servers import Stack
-
-from bench import wrk
-from tests.support.api_process import running_api
 from tests.support.keys import fake_openai_key
+from tests.support.processes import running_api
 
 SECONDS = 10
 CONNECTIONS = 32

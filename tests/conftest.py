@@ -3,19 +3,25 @@ embedded servers from PyPI. Each session works in a database of its own, migrate
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+import signal
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+import nats
 import psycopg
 import pytest
 import redis
+
 from cg_api.app import create_app
 from cg_api.settings import ApiSettings
 from cg_common.crypto import new_master_key
+from cg_common.messaging import ensure_streams, stream_configs
 from cg_common.migrate import apply_migrations
+from cg_common.subjects import ALL_STREAMS
 from cg_devstack.servers import Stack, start_stack
 
 ADMIN_KEY = "test-admin-" + secrets.token_urlsafe(24)
@@ -101,3 +107,44 @@ async def api_client(settings: ApiSettings) -> AsyncIterator[httpx.AsyncClient]:
         httpx.AsyncClient(transport=transport, base_url="http://api.test", headers=headers) as client,
     ):
         yield client
+
+
+@pytest.fixture
+def clean_streams(stack: Stack) -> None:
+    """Every stream empty and without consumers, so that a test's consumers see only its own messages."""
+    asyncio.run(_empty_streams(stack.nats_url))
+
+
+async def _empty_streams(nats_url: str) -> None:
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        await ensure_streams(js, stream_configs(replicas=1, probe_interval_secs=300))
+        for spec in ALL_STREAMS:
+            for consumer in await js.consumers_info(spec.name):
+                await js.delete_consumer(spec.name, consumer.name)
+            await js.purge_stream(spec.name)
+    finally:
+        await nc.close()
+
+
+@pytest.fixture
+def ledger_env(api_env: dict[str, str], clean_streams: None) -> dict[str, str]:
+    """Settings of a ledger under test; a short ack wait so that a killed ledger's messages come back quickly."""
+    return {
+        "NATS_URL": api_env["NATS_URL"],
+        "DATABASE_URL": api_env["DATABASE_URL"],
+        "REDIS_URL": api_env["REDIS_URL"],
+        "LEDGER_ACK_WAIT_SECS": "3",
+        "LOG_LEVEL": "info",
+    }
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Turn SIGTERM (a CI time-out, `timeout`, Ctrl-C via a wrapper) into a normal exit, so that fixtures and
+    atexit hooks still stop the servers this session started instead of leaving them orphaned."""
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+
+def _exit_on_sigterm(_signum: int, _frame: object) -> None:
+    raise SystemExit(143)

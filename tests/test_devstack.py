@@ -17,6 +17,7 @@ import psutil
 import psycopg
 import pytest
 import redis
+
 from cg_devstack.envfile import ensure_env_file, render
 from cg_devstack.servers import DataDirInUseError, Stack, start_stack
 

@@ -8,13 +8,13 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-from cg_api.app import create_app
-from cg_devstack.servers import Stack
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
+from cg_api.app import create_app
+from cg_devstack.servers import Stack
 from tests.conftest import ADMIN_KEY, settings_from
-from tests.support.api_process import running_api
+from tests.support.processes import running_api
 
 
 @pytest.fixture(scope="module")

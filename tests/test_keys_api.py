@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import psycopg
 import pytest
-from cg_common.crypto import KeyCipher, fingerprint
 
+from cg_common.crypto import KeyCipher, fingerprint
 from tests.support.keys import fake_openai_key
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.api_process import running_api
 from tests.support.keys import fake_openai_key
 from tests.support.leaks import database_holds, redis_holds
+from tests.support.processes import running_api
 
 
 def test_plaintext_key_is_never_emitted_or_stored(api_env: dict[str, str], tmp_path: Path) -> None:

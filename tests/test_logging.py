@@ -7,8 +7,8 @@ import logging
 
 import pytest
 import structlog
-from cg_common.logging import configure_logging, get_logger
 
+from cg_common.logging import configure_logging, get_logger
 from tests.support.keys import fake_openai_key
 
 

@@ -23,9 +23,9 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from cg_common.crypto import fingerprint
 
-from tests.support.api_process import free_port
+from cg_common.crypto import fingerprint
+from tests.support.processes import free_port
 from tests.test_devstack import REPO_ROOT, environment_without_urls, read_announced, servers_on
 
 ANNOUNCED_NAMES = ("API_URL", "WEB_URL", "NATS_URL", "DATABASE_URL", "REDIS_URL", "API_KEY")

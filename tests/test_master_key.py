@@ -8,11 +8,11 @@ from pathlib import Path
 
 import httpx
 import psycopg
-from cg_common.crypto import KeyCipher, new_master_key
 
+from cg_common.crypto import KeyCipher, new_master_key
 from tests.conftest import api_client, settings_from
-from tests.support.api_process import cg_api_command, running_api
 from tests.support.keys import fake_openai_key
+from tests.support.processes import cg_api_command, running_api
 
 
 def stored_ciphertexts(database_url: str) -> list[bytes]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
+
 from cg_common.cache import connect_redis
 from cg_common.heartbeats import beat
-
 from tests.conftest import api_client, settings_from
 from tests.support.keys import fake_openai_key
 

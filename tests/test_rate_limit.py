@@ -10,11 +10,11 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+
 from cg_api.ratelimit import HITS_KEY
 from cg_devstack.servers import RunningServer, start_redis
-
 from tests.conftest import api_client, settings_from
-from tests.support.api_process import running_api
+from tests.support.processes import running_api
 
 
 def limited(env: dict[str, str], **overrides: str) -> dict[str, str]:

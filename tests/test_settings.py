@@ -7,12 +7,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from cg_common.crypto import new_master_key
-from cg_common.settings import describe_error
 from pydantic import ValidationError
 
+from cg_common.crypto import new_master_key
+from cg_common.settings import describe_error
 from tests.conftest import settings_from
-from tests.support.api_process import cg_api_command
+from tests.support.processes import cg_api_command
 
 GOOD = {
     "NATS_URL": "nats://127.0.0.1:4222",

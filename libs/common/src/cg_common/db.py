@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -12,9 +13,17 @@ Connection = AsyncConnection[dict[str, Any]]
 
 
 async def open_pool(
-    database_url: str, *, min_size: int = 1, max_size: int = 10, name: str = "cg", wait_secs: float = 10.0
+    database_url: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    name: str = "cg",
+    wait_secs: float = 10.0,
+    configure: Callable[[Connection], Awaitable[None]] | None = None,
 ) -> AsyncConnectionPool[Connection]:
-    """An open pool whose connections return rows as dicts; fails within `wait_secs` if Postgres does not answer."""
+    """An open pool whose connections return rows as dicts; fails within `wait_secs` if Postgres does not answer.
+
+    `configure` runs once on every new connection (session set-up such as temporary tables)."""
     pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
         database_url,
         min_size=min_size,
@@ -24,6 +33,7 @@ async def open_pool(
         timeout=wait_secs,
         kwargs={"row_factory": dict_row, "application_name": name},
         connection_class=AsyncConnection[dict[str, Any]],
+        configure=configure,
     )
     await pool.open(wait=True, timeout=wait_secs)
     return pool

@@ -106,7 +106,7 @@ def parse_usage_event(raw: bytes, *, now: datetime | None = None) -> UsageEvent:
         raise InvalidEventError(f"not a structured CloudEvent in JSON: {type(error).__name__}") from None
     attributes = event.get_attributes()
     _check_envelope(attributes)
-    time = _utc(attributes.get(_TIME_GIVEN) and attributes["time"], now or datetime.now(UTC))
+    time = _utc(attributes["time"] if attributes.get(_TIME_GIVEN) else None, now or datetime.now(UTC))
     data = event.get_data()
     if not isinstance(data, dict):
         raise InvalidEventError("data must be a JSON object")

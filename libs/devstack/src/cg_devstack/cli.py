@@ -11,7 +11,6 @@ from types import FrameType
 
 from cg_common.crypto import new_master_key
 from cg_common.logging import configure_logging
-
 from cg_devstack.envfile import render
 from cg_devstack.leftovers import DataDirInUseError
 from cg_devstack.process import ServerStartError

@@ -11,8 +11,9 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from cg_common.crypto import new_master_key
 from dotenv import dotenv_values
+
+from cg_common.crypto import new_master_key
 
 
 @dataclass(frozen=True)

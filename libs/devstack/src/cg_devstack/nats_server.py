@@ -22,9 +22,9 @@ def nats_server_binary() -> Path:
     return binary
 
 
-def start_nats(data_dir: Path) -> RunningServer:
+def start_nats(data_dir: Path, port: int | None = None) -> RunningServer:
     """Start nats-server with JetStream storing under `<data_dir>/nats`; returns once JetStream is healthy."""
-    binary, port, monitor_port = nats_server_binary(), free_port(), free_port()
+    binary, port, monitor_port = nats_server_binary(), port or free_port(), free_port()
     lock = claim_data_dir(data_dir / "nats", "nats-server", signal.SIGTERM)
     server = launch(
         "nats",

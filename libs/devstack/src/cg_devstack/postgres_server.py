@@ -40,9 +40,9 @@ READY_TIMEOUT_SECS = 60.0
 INITDB_TIMEOUT_SECS = 120.0
 
 
-def start_postgres(data_dir: Path) -> RunningServer:
+def start_postgres(data_dir: Path, port: int | None = None) -> RunningServer:
     """Start postgres on `<data_dir>/postgres` (created by initdb the first time) with a `costguardian` database."""
-    port = free_port()
+    port = port or free_port()
     lock = claim_data_dir(
         data_dir / "postgres", "postgres", signal.SIGINT, pid_file=data_dir / "postgres" / "postmaster.pid"
     )

@@ -22,9 +22,9 @@ def redis_server_binary() -> Path:
     return Path(spec.submodule_search_locations[0]) / "bin" / "redis-server"
 
 
-def start_redis(data_dir: Path) -> RunningServer:
+def start_redis(data_dir: Path, port: int | None = None) -> RunningServer:
     """Start redis-server with an append-only file under `<data_dir>/redis`; returns once it answers PING."""
-    binary, port = redis_server_binary(), free_port()
+    binary, port = redis_server_binary(), port or free_port()
     lock = claim_data_dir(data_dir / "redis", "redis-server", signal.SIGTERM)
     argv: list[str | Path] = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", lock.data_dir]
     server = launch(

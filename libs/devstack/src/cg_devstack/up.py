@@ -12,11 +12,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from cg_common.messaging import connect_nats, ensure_streams, stream_configs
-from cg_common.migrate import apply_migrations
 from honcho.environ import parse_procfile
 from honcho.manager import Manager
 
+from cg_common.messaging import connect_nats, ensure_streams, stream_configs
+from cg_common.migrate import apply_migrations
 from cg_devstack.envfile import ensure_env_file, read_env_file
 from cg_devstack.postgres_server import start_postgres
 from cg_devstack.servers import Stack, start_stack

@@ -6,13 +6,13 @@ import argparse
 import asyncio
 
 import uvicorn
-from cg_common.db import open_pool
-from cg_common.logging import configure_logging, get_logger
-from cg_common.settings import fail, load_settings
 
 from cg_api.app import create_app
 from cg_api.settings import ApiSettings
 from cg_api.vault import WrongMasterKeyError, check_master_key, key_cipher, rotate_master_key
+from cg_common.db import open_pool
+from cg_common.logging import configure_logging, get_logger
+from cg_common.settings import fail, load_settings
 
 
 def main(argv: list[str] | None = None) -> None:

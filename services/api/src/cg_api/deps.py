@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from cg_common.db import Connection
 from fastapi import Depends, Request
 
 from cg_api.resources import Resources
+from cg_common.db import Connection
 
 
 async def get_resources(request: Request) -> Resources:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from cg_common.logging import get_logger
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+
+from cg_common.logging import get_logger
 
 log = get_logger(__name__)
 

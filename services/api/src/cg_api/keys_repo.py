@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from cg_common.db import Connection
 from psycopg import sql
 from psycopg.errors import UniqueViolation
+
+from cg_common.db import Connection
 
 PUBLIC_COLUMNS = sql.SQL(
     """id, label, kind, prefix, last4, fingerprint, active, created_at, deleted_at, last_probe_at,

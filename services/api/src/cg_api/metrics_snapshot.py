@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from cg_common.heartbeats import last_beat
 from redis.exceptions import RedisError
 
-from cg_api import keys_repo
+from cg_api import keys_repo, usage_repo
 from cg_api.ratelimit import rate_limit_hits
 from cg_api.resources import Resources
+from cg_common.heartbeats import last_beat
 
 METRICS_VERSION = "1"
 
@@ -20,6 +20,7 @@ async def gather(resources: Resources) -> dict[str, Any]:
     settings = resources.settings
     async with resources.db.connection() as conn:
         key_counts = await keys_repo.counts(conn)
+        usage = await usage_repo.figures(conn)
     scheduler_beat = await _beat_or_none(resources, "scheduler")
     return {
         "version": METRICS_VERSION,
@@ -34,10 +35,9 @@ async def gather(resources: Resources) -> dict[str, Any]:
         },
         "counters": {"rate_limit_hits": await rate_limit_hits(resources.redis)},
         "db": {
-            # The ledger, which records usage, is not part of this release yet: nothing is recorded.
-            "usage_rows": 0,
+            "usage_rows": int(usage["usage_rows"]),
             "active_keys": key_counts["active_keys"],
-            "last_usage_at": None,
+            "last_usage_at": _iso(usage["last_usage_at"]),
             "last_key_ok_at": _iso(key_counts["last_key_ok_at"]),
         },
         "worker": {

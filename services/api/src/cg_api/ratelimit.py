@@ -16,9 +16,10 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-from cg_common.logging import get_logger
 from redis.asyncio import Connection, ConnectionPool, Redis
 from redis.exceptions import NoScriptError, RedisError
+
+from cg_common.logging import get_logger
 
 log = get_logger(__name__)
 

@@ -6,10 +6,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from cg_common.cache import connect_redis
-from cg_common.crypto import KeyCipher
-from cg_common.db import Connection, open_pool
-from cg_common.messaging import connect_nats, ensure_streams, stream_configs
 from nats.aio.client import Client as NATS
 from nats.js.client import JetStreamContext
 from psycopg_pool import AsyncConnectionPool
@@ -18,6 +14,10 @@ from redis.asyncio import Redis
 from cg_api.ratelimit import RedisTokenBucket
 from cg_api.settings import ApiSettings
 from cg_api.vault import key_cipher
+from cg_common.cache import connect_redis
+from cg_common.crypto import KeyCipher
+from cg_common.db import Connection, open_pool
+from cg_common.messaging import connect_nats, ensure_streams, stream_configs
 
 
 @dataclass(frozen=True)

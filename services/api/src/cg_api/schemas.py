@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from cg_common.crypto import mask_parts
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from cg_common.crypto import mask_parts
 
 # Printable text only: Postgres text cannot hold NUL, and control characters in a label only cause trouble.
 Label = Annotated[

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field, field_validator, model_validator
+
 from cg_common.settings import (
     MIN_PRODUCTION_API_KEY_LENGTH,
     WEAK_API_KEYS,
@@ -11,7 +13,6 @@ from cg_common.settings import (
     KeyVaultSettings,
     split_commas,
 )
-from pydantic import Field, field_validator, model_validator
 
 
 class ApiSettings(KeyVaultSettings):
@@ -31,6 +32,8 @@ class ApiSettings(KeyVaultSettings):
     dashboard_public: bool = False
     # How long POST /keys/{id}/probe waits for the pipeline's answer.
     probe_wait_secs: float = Field(default=15.0, gt=0, le=120)
+    # How long POST /usage/events waits in all for JetStream's acks (re-sends included) before answering 503.
+    publish_timeout_secs: float = Field(default=5.0, gt=0, le=60)
 
     _split = field_validator("rate_limit_exempt", "allowed_origins", mode="before")(split_commas)
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from cg_common.crypto import KeyCipher, new_master_key
-from cg_common.db import Connection
-from cg_common.logging import get_logger
 from psycopg_pool import AsyncConnectionPool
 
 from cg_api import keys_repo
 from cg_api.settings import ApiSettings
+from cg_common.crypto import KeyCipher, new_master_key
+from cg_common.db import Connection
+from cg_common.logging import get_logger
 
 log = get_logger(__name__)
 

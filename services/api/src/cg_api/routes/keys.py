@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from cg_common.crypto import fingerprint, prefix_of
 from fastapi import APIRouter, HTTPException, Path, Response, status
 
 from cg_api import keys_repo
 from cg_api.auth import AdminAuth
 from cg_api.deps import DbDep, ResourcesDep
 from cg_api.schemas import ErrorOut, KeyActive, KeyCreate, KeyOut
+from cg_common.crypto import fingerprint, prefix_of
 
 router = APIRouter(prefix="/keys", tags=["keys"], dependencies=[AdminAuth])
 

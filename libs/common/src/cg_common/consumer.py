@@ -1,0 +1,254 @@
+"""The one JetStream consumer loop every consuming service runs.
+
+A durable pull consumer shared by all replicas, with explicit per-message acknowledgement (acknowledging "everything
+below a sequence" would let one replica acknowledge another's unfinished work). For each fetched batch the handler
+says, message by message, whether it is done, must be dead-lettered (then it is published to the DLQ with the reason,
+and only then acknowledged), or should be tried again later. The handler acknowledges nothing itself: the loop does,
+after the handler has returned, i.e. after the handler's effect is durable.
+
+Faults are told apart:
+- a `TransientError` from the handler (Postgres down, NATS hiccup) pauses the loop with growing back-off and hands the
+  whole batch back for redelivery; it never counts against a message;
+- any other exception means some message in the batch is poison: the batch is split and retried message by message,
+  and a message that keeps failing alone is dead-lettered after `max_attempts` deliveries, so it never blocks the
+  stream (JetStream's own `max_deliver` is unlimited and is left so: a message must never vanish silently).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.api import AckPolicy, ConsumerConfig
+from nats.js.client import JetStreamContext
+from prometheus_client.core import CounterMetricFamily
+
+from cg_common.logging import get_logger
+from cg_common.publishing import Outgoing, PublishError, publish_all
+
+log = get_logger(__name__)
+
+DLQ_REASON_HEADER = "Cg-Dlq-Reason"
+DLQ_SUBJECT_HEADER = "Cg-Original-Subject"
+DLQ_SEQUENCE_HEADER = "Cg-Original-Sequence"
+FAILURE_MEMORY = 10_000
+
+
+class TransientError(Exception):
+    """A fault of the infrastructure, not of the messages: retry the same batch later."""
+
+
+class Verdict(Enum):
+    DONE = "done"
+    DEAD_LETTER = "dead_letter"
+    RETRY = "retry"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    verdict: Verdict
+    reason: str = ""
+
+    @classmethod
+    def done(cls) -> Outcome:
+        return _DONE
+
+    @classmethod
+    def dead_letter(cls, reason: str) -> Outcome:
+        return cls(Verdict.DEAD_LETTER, reason)
+
+    @classmethod
+    def retry(cls, reason: str = "") -> Outcome:
+        return cls(Verdict.RETRY, reason)
+
+
+_DONE = Outcome(Verdict.DONE)
+
+BatchHandler = Callable[[Sequence[Msg]], Awaitable[Sequence[Outcome]]]
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    stream: str
+    durable: str
+    filter_subject: str
+    dlq_subject: str
+    batch_size: int = 500
+    fetch_timeout_secs: float = 1.0
+    ack_wait_secs: float = 30.0
+    max_ack_pending: int = 20_000
+    max_attempts: int = 5  # failures of one message, handled alone, before it is dead-lettered
+    # Deliveries after which a message is dead-lettered whatever else is known: a message that kills the process
+    # before any failure can be counted must still stop coming back. Transient back-offs count here too, hence high.
+    max_deliveries: int = 100
+    retry_delays_secs: tuple[float, ...] = (0.5, 1, 2, 5, 10, 30)
+
+    def consumer_config(self) -> ConsumerConfig:
+        return ConsumerConfig(
+            durable_name=self.durable,
+            filter_subject=self.filter_subject,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=self.ack_wait_secs,
+            max_ack_pending=self.max_ack_pending,
+            max_deliver=-1,
+        )
+
+    def retry_delay(self, attempt: int) -> float:
+        return self.retry_delays_secs[min(max(attempt, 1), len(self.retry_delays_secs)) - 1]
+
+
+@dataclass
+class ConsumerStats:
+    """What the loop has done, for health and metrics."""
+
+    batches: int = 0
+    done: int = 0
+    dead_lettered: int = 0
+    retried: int = 0
+    transient_failures: int = 0
+
+
+class Consumer:
+    """Runs `handler` over the stream until `stop()`; finishes the batch in hand before returning."""
+
+    def __init__(self, js: JetStreamContext, spec: ConsumerSpec, handler: BatchHandler) -> None:
+        self._js = js
+        self._spec = spec
+        self._handler = handler
+        self._stopping = asyncio.Event()
+        # Failures per stream sequence, counted here rather than from JetStream's delivery count, which also grows
+        # with every back-off during an outage and would dead-letter good messages after one.
+        self._failures: OrderedDict[int, int] = OrderedDict()
+        self.stats = ConsumerStats()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        spec = self._spec
+        subscription = await self._js.pull_subscribe(
+            spec.filter_subject, durable=spec.durable, stream=spec.stream, config=spec.consumer_config()
+        )
+        transient_streak = 0
+        try:
+            while not self._stopping.is_set():
+                try:
+                    messages = await subscription.fetch(spec.batch_size, timeout=spec.fetch_timeout_secs)
+                except (NatsTimeoutError, TimeoutError):
+                    continue
+                try:
+                    await self._process(messages)
+                    transient_streak = 0
+                except TransientError as error:
+                    transient_streak += 1
+                    await self._back_off(messages, error, transient_streak)
+        finally:
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
+
+    async def _process(self, messages: Sequence[Msg]) -> None:
+        worn_out = [m for m in messages if m.metadata.num_delivered > self._spec.max_deliveries]
+        if worn_out:
+            # Delivered again and again without ever being settled: it likely kills the process. Set it aside.
+            reason = f"delivered more than {self._spec.max_deliveries} times without being settled"
+            await self._settle(worn_out, [Outcome.dead_letter(reason)] * len(worn_out))
+            messages = [m for m in messages if m.metadata.num_delivered <= self._spec.max_deliveries]
+            if not messages:
+                return
+        try:
+            outcomes = await self._handler(messages)
+        except TransientError:
+            raise
+        except Exception as error:
+            if len(messages) == 1:
+                outcomes = [self._failed_alone(messages[0], error)]
+            else:
+                log.warning("batch failed; retrying its messages one by one", error=type(error).__name__)
+                for message in messages:
+                    await self._process([message])
+                return
+        await self._settle(messages, outcomes)
+        self.stats.batches += 1
+
+    def _failed_alone(self, message: Msg, error: Exception) -> Outcome:
+        sequence = message.metadata.sequence.stream
+        failures = self._failures.pop(sequence, 0) + 1
+        self._failures[sequence] = failures
+        while len(self._failures) > FAILURE_MEMORY:
+            self._failures.popitem(last=False)
+        reason = f"handler failed {failures} times: {type(error).__name__}: {str(error)[:300]}"
+        log.warning("message failed", failures=failures, error=type(error).__name__, subject=message.subject)
+        if failures >= self._spec.max_attempts:
+            self._failures.pop(sequence, None)
+            return Outcome.dead_letter(reason)
+        return Outcome.retry(reason)
+
+    async def _settle(self, messages: Sequence[Msg], outcomes: Sequence[Outcome]) -> None:
+        """Dead-letter first, then acknowledge; a message is only ever acked once its fate is durable."""
+        if len(outcomes) != len(messages):
+            raise RuntimeError(f"handler returned {len(outcomes)} outcomes for {len(messages)} messages")
+        dead = [(m, o) for m, o in zip(messages, outcomes, strict=True) if o.verdict is Verdict.DEAD_LETTER]
+        if dead:
+            try:
+                await publish_all(self._js, [self._dead_letter(m, o.reason) for m, o in dead])
+            except PublishError as error:
+                raise TransientError(str(error)) from error
+        for message, outcome in zip(messages, outcomes, strict=True):
+            if outcome.verdict is Verdict.RETRY:
+                await message.nak(delay=self._spec.retry_delay(message.metadata.num_delivered))
+                self.stats.retried += 1
+            else:
+                await message.ack()
+                if outcome.verdict is Verdict.DONE:
+                    self.stats.done += 1
+                else:
+                    self.stats.dead_lettered += 1
+
+    def _dead_letter(self, message: Msg, reason: str) -> Outgoing:
+        sequence = message.metadata.sequence.stream
+        return Outgoing(
+            subject=self._spec.dlq_subject,
+            payload=message.data,
+            # The same message dead-lettered twice (a crash before its ack) is stored once.
+            msg_id=f"dlq:{self._spec.stream}:{sequence}",
+            headers={
+                DLQ_REASON_HEADER: reason.replace("\r", " ").replace("\n", " "),
+                DLQ_SUBJECT_HEADER: message.subject,
+                DLQ_SEQUENCE_HEADER: str(sequence),
+            },
+        )
+
+    async def _back_off(self, messages: Sequence[Msg], error: TransientError, streak: int) -> None:
+        delay = self._spec.retry_delay(streak)
+        self.stats.transient_failures += 1
+        log.warning("transient failure; backing off", error=str(error)[:300], delay_secs=delay, streak=streak)
+        for message in messages:
+            with contextlib.suppress(Exception):  # if the nak is lost, ack_wait redelivers anyway
+                await message.nak(delay=delay)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+
+
+class ConsumerStatsCollector:
+    """Exposes a consumer's stats as Prometheus counters (`<prefix>_dead_lettered_total`, …)."""
+
+    def __init__(self, prefix: str, stats: ConsumerStats) -> None:
+        self._prefix = prefix
+        self._stats = stats
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        descriptions = {
+            "batches": "Batches settled.",
+            "done": "Messages handled and acknowledged.",
+            "dead_lettered": "Messages sent to the DLQ with a reason, then acknowledged.",
+            "retried": "Messages handed back for a later retry.",
+            "transient_failures": "Batches handed back because a dependency (Postgres, NATS) failed.",
+        }
+        for name, description in descriptions.items():
+            yield CounterMetricFamily(f"{self._prefix}_{name}", description, value=getattr(self._stats, name))

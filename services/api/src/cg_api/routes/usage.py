@@ -1,0 +1,126 @@
+"""Usage in and out: POST /usage/events (HTTP ingest to JetStream) and GET /usage/summary."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request, status
+
+from cg_api import summary_repo, usage_ingest
+from cg_api.auth import AdminAuth
+from cg_api.deps import DbDep, ResourcesDep
+from cg_api.schemas import ErrorOut
+from cg_api.usage_schemas import GroupBy, IngestAccepted, UsageFigures, UsageGroup, UsageSummary, UtcDatetime
+from cg_common.crypto import mask_parts
+from cg_common.usage_event import UsageData
+
+router = APIRouter(prefix="/usage", tags=["usage"], dependencies=[AdminAuth])
+
+DEFAULT_SUMMARY_DAYS = 30
+Since = Annotated[UtcDatetime | None, Query(description="Inclusive start, with a time zone; default until − 30 days.")]
+Until = Annotated[UtcDatetime | None, Query(description="Exclusive end, with a time zone; default now.")]
+
+
+def _event_schema() -> dict[str, Any]:
+    data = UsageData.model_json_schema()
+    data.pop("additionalProperties", None)  # the OpenTelemetry GenAI names are accepted too
+    return {
+        "type": "object",
+        "description": "A CloudEvents 1.0 usage event in structured JSON (see docs/usage-events.md).",
+        "required": ["specversion", "id", "source", "type", "data"],
+        "properties": {
+            "specversion": {"type": "string", "enum": ["1.0"]},
+            "id": {"type": "string", "maxLength": 256},
+            "source": {"type": "string", "maxLength": 512},
+            "type": {"type": "string", "enum": ["io.costguardian.usage.v1"]},
+            "time": {"type": "string", "format": "date-time"},
+            "datacontenttype": {"type": "string", "enum": ["application/json"]},
+            "data": data,
+        },
+    }
+
+
+_EVENT = _event_schema()
+_BATCH = {"type": "array", "items": _EVENT, "maxItems": usage_ingest.MAX_BATCH_EVENTS}
+INGEST_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            usage_ingest.SINGLE: {"schema": _EVENT},
+            usage_ingest.BATCH: {"schema": _BATCH},
+            usage_ingest.PLAIN: {"schema": {"oneOf": [_EVENT, _BATCH]}},
+        },
+    }
+}
+
+
+@router.post(
+    "/events",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=IngestAccepted,
+    openapi_extra=INGEST_BODY,
+    responses={
+        413: {"model": ErrorOut, "description": "Over 1000 events or 5 MB."},
+        415: {"model": ErrorOut, "description": "Not a JSON or CloudEvents content type."},
+        422: {"description": "Not JSON, or invalid events (each named by index); nothing was published."},
+        503: {"model": ErrorOut, "description": "JetStream did not acknowledge in time; re-sending is safe."},
+    },
+)
+async def ingest_events(request: Request, resources: ResourcesDep) -> IngestAccepted:
+    """One CloudEvent or a batch; 202 once JetStream has acknowledged every event, nothing published if any is
+    invalid. Re-sending is always safe: an event is identified by (source, id) and stored once."""
+    body = await usage_ingest.read_body(request)
+    events = usage_ingest.events_in(body, request.headers.get("content-type", ""))
+    prepared = usage_ingest.prepare_all(events)
+    if prepared:
+        await usage_ingest.publish_all(resources.js, prepared, timeout_secs=resources.settings.publish_timeout_secs)
+    return IngestAccepted(accepted=len(prepared))
+
+
+@router.get("/summary", response_model=UsageSummary)
+async def summary(
+    db: DbDep,
+    group_by: Annotated[GroupBy, Query(description="What to group by; `day` is the UTC day.")] = "model",
+    since: Annotated[
+        UtcDatetime | None, Query(description="Inclusive start, with a time zone; default until − 30 days.")
+    ] = None,
+    until: Annotated[UtcDatetime | None, Query(description="Exclusive end, with a time zone; default now.")] = None,
+) -> UsageSummary:
+    """Events, requests, tokens and cost per group over [since, until), with totals; exact for any range."""
+    until = until or datetime.now(UTC)
+    since = since or _days_before(until, DEFAULT_SUMMARY_DAYS)
+    if since > until:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail=[{"loc": ["query", "since"], "msg": "since must not be after until", "type": "value_error"}],
+        )
+    rows = await summary_repo.summarize(db, since=since, until=until, group_by=group_by)
+    groups = [_group(row, group_by) for row in rows]
+    return UsageSummary(since=since, until=until, group_by=group_by, groups=groups, totals=_totals(groups))
+
+
+def _group(row: dict[str, Any], group_by: str) -> UsageGroup:
+    value = row["grp"]
+    key = {}
+    if group_by == "key" and row.get("label") is not None:
+        key = {"label": row["label"], "masked_key": mask_parts(row["prefix"], row["last4"])}
+    return UsageGroup(
+        group=value.isoformat() if isinstance(value, date) else value,
+        **{name: int(row[name]) for name in summary_repo.FIGURES if name != "cost"},
+        cost=row["cost"],
+        **key,
+    )
+
+
+def _totals(groups: list[UsageGroup]) -> UsageFigures:
+    figures = {name: sum(getattr(g, name) for g in groups) for name in summary_repo.FIGURES if name != "cost"}
+    return UsageFigures(**figures, cost=sum((g.cost for g in groups), Decimal(0)))
+
+
+def _days_before(moment: datetime, days: int) -> datetime:
+    try:
+        return moment - timedelta(days=days)
+    except OverflowError:
+        return datetime.min.replace(tzinfo=UTC)

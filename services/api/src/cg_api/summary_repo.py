@@ -1,0 +1,124 @@
+"""GET /usage/summary's SQL: exact for any time range, and fast over months.
+
+A range [since, until) is cut into the full UTC days inside it (read from usage_rollup_daily), the full hours left at
+either end of those days (usage_rollup_hourly) and the partial hours at the very edges (usage_events, by the
+(occurred_at) index). The ledger keeps the roll-ups in the same transaction as the records, so the three parts add
+up to exactly what a scan of usage_events would, while a year costs a few thousand roll-up rows instead of millions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from psycopg import sql
+
+from cg_common.db import Connection
+
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+# Bucket boundaries are computed within these bounds so that rounding never leaves Python's datetime range;
+# whatever lies outside them is read from usage_events, which stays exact.
+EARLIEST_BUCKET = datetime(1, 1, 2, tzinfo=UTC)
+LATEST_BUCKET = datetime(9999, 12, 30, tzinfo=UTC)
+
+FIGURES = ("events", "requests", "input_tokens", "cached_input_tokens", "output_tokens", "cost", "unpriced_events")
+
+# The group column in each source: a roll-up's day, or the UTC day of a record.
+_GROUP_COLUMN = {"key": "key_id", "model": "model", "source": "source", "provider": "provider"}
+_DAY_OF = {
+    "usage_rollup_daily": sql.SQL("bucket"),
+    "usage_rollup_hourly": sql.SQL("(bucket AT TIME ZONE 'UTC')::date"),
+    "usage_events": sql.SQL("(occurred_at AT TIME ZONE 'UTC')::date"),
+}
+_ROLLUP_FIGURES = sql.SQL("events, requests, input_tokens, cached_input_tokens, output_tokens, cost, unpriced_events")
+_RECORD_FIGURES = sql.SQL(
+    """1 AS events, requests, input_tokens, cached_input_tokens, output_tokens, coalesce(cost, 0) AS cost,
+       (cost IS NULL)::int AS unpriced_events"""
+)
+
+
+@dataclass(frozen=True)
+class Spans:
+    """Where each part of [since, until) is read from; every range is half-open and they do not overlap."""
+
+    days: tuple[date, date] | None = None
+    hours: list[tuple[datetime, datetime]] = field(default_factory=list)
+    raw: list[tuple[datetime, datetime]] = field(default_factory=list)
+
+
+def split_range(since: datetime, until: datetime) -> Spans:
+    """Full UTC days, then full hours, then the rest: `10:17 day 1 → 14:42 day 3` is raw 10:17–11:00, hours 11:00–
+    24:00, day 2, hours 00:00–14:00 of day 3, raw 14:00–14:42."""
+    if since >= until:
+        return Spans()
+    first_hour = _ceil(max(since, EARLIEST_BUCKET), HOUR)
+    end_hour = _floor(min(until, LATEST_BUCKET), HOUR)
+    if first_hour >= end_hour:
+        return Spans(raw=[(since, until)])
+    raw = _non_empty([(since, first_hour), (end_hour, until)])
+    first_day, end_day = _ceil(first_hour, DAY), _floor(end_hour, DAY)
+    if first_day >= end_day:
+        return Spans(hours=[(first_hour, end_hour)], raw=raw)
+    hours = _non_empty([(first_hour, first_day), (end_day, end_hour)])
+    return Spans(days=(first_day.date(), end_day.date()), hours=hours, raw=raw)
+
+
+async def summarize(conn: Connection, *, since: datetime, until: datetime, group_by: str) -> list[dict[str, Any]]:
+    """One row per group with the figures summed over [since, until); for group_by=key, with the key's label,
+    prefix and last4 when the key is stored (still there after DELETE /keys, which keeps the row)."""
+    arms, params = _arms(split_range(since, until), group_by)
+    if not arms:
+        return []
+    sums = sql.SQL(", ").join(sql.SQL("sum({0}) AS {0}").format(sql.Identifier(f)) for f in FIGURES)
+    grouped = sql.SQL("SELECT grp, {} FROM ({}) AS parts GROUP BY grp").format(sums, sql.SQL(" UNION ALL ").join(arms))
+    if group_by == "key":
+        query = sql.SQL(
+            """SELECT g.*, k.label, k.prefix, k.last4 FROM ({}) AS g LEFT JOIN api_keys AS k ON k.id = g.grp
+               ORDER BY g.cost DESC, g.events DESC, g.grp NULLS LAST"""
+        ).format(grouped)
+    elif group_by == "day":
+        query = sql.SQL("{} ORDER BY grp").format(grouped)
+    else:
+        query = sql.SQL("{} ORDER BY cost DESC, events DESC, grp").format(grouped)
+    cursor = await conn.execute(query, params)
+    return await cursor.fetchall()
+
+
+def _arms(spans: Spans, group_by: str) -> tuple[list[sql.Composable], list[Any]]:
+    """One SELECT per range, each a plain range scan on its table's leading (bucket or occurred_at) column."""
+    arms: list[sql.Composable] = []
+    params: list[Any] = []
+
+    def arm(table: str, column: str, figures: sql.Composable, start: object, end: object) -> None:
+        group = _DAY_OF[table] if group_by == "day" else sql.Identifier(_GROUP_COLUMN[group_by])
+        arms.append(
+            sql.SQL("SELECT {} AS grp, {} FROM {} WHERE {col} >= %s AND {col} < %s").format(
+                group, figures, sql.Identifier(table), col=sql.Identifier(column)
+            )
+        )
+        params.extend((start, end))
+
+    if spans.days is not None:
+        arm("usage_rollup_daily", "bucket", _ROLLUP_FIGURES, *spans.days)
+    for start, end in spans.hours:
+        arm("usage_rollup_hourly", "bucket", _ROLLUP_FIGURES, start, end)
+    for start, end in spans.raw:
+        arm("usage_events", "occurred_at", _RECORD_FIGURES, start, end)
+    return arms, params
+
+
+def _floor(moment: datetime, unit: timedelta) -> datetime:
+    if unit == DAY:
+        return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def _ceil(moment: datetime, unit: timedelta) -> datetime:
+    floor = _floor(moment, unit)
+    return floor if floor == moment else floor + unit
+
+
+def _non_empty(ranges: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    return [(start, end) for start, end in ranges if start < end]

@@ -1,0 +1,82 @@
+"""All SQL the api runs on recorded usage, except the summary (summary_repo): pages of records, reset, metrics.
+
+The ledger writes these tables; the api only reads them, and clears them on DELETE /reset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg import sql
+
+from cg_common.db import Connection
+
+RECORD_COLUMNS = sql.SQL(
+    """id, source, event_id, occurred_at, recorded_at, provider, model, key_id, key_fingerprint, input_tokens,
+       cached_input_tokens, output_tokens, requests, cost, price_source, attributes"""
+)
+RESET_LOCK_TIMEOUT = "5s"
+
+
+@dataclass(frozen=True, slots=True)
+class UsageFilter:
+    """What GET /data narrows to; None means "any". The time range is [since, until)."""
+
+    key_id: int | None = None
+    model: str | None = None
+    source: str | None = None
+    provider: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+async def page(
+    conn: Connection, where: UsageFilter, *, after: tuple[datetime, int] | None, limit: int
+) -> list[dict[str, Any]]:
+    """Up to `limit` records newest first, strictly after the cursor's (occurred_at, id) in that order.
+
+    Keyset pagination on the (occurred_at DESC, id DESC) index: each page costs the same however deep it is, and
+    rows recorded meanwhile never shift a page (OFFSET would skip or repeat them)."""
+    conditions: list[sql.Composable] = []
+    params: list[Any] = []
+    for column in ("key_id", "model", "source", "provider"):
+        value = getattr(where, column)
+        if value is not None:
+            conditions.append(sql.SQL("{} = %s").format(sql.Identifier(column)))
+            params.append(value)
+    if where.since is not None:
+        conditions.append(sql.SQL("occurred_at >= %s"))
+        params.append(where.since)
+    if where.until is not None:
+        conditions.append(sql.SQL("occurred_at < %s"))
+        params.append(where.until)
+    if after is not None:
+        conditions.append(sql.SQL("(occurred_at, id) < (%s, %s)"))
+        params.extend(after)
+    where_clause = sql.SQL("WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
+    query = sql.SQL("SELECT {} FROM usage_events {} ORDER BY occurred_at DESC, id DESC LIMIT %s").format(
+        RECORD_COLUMNS, where_clause
+    )
+    cursor = await conn.execute(query, [*params, limit])
+    return await cursor.fetchall()
+
+
+async def clear(conn: Connection) -> None:
+    """Every usage record and both roll-ups, in one transaction (keys stay). Gives up after RESET_LOCK_TIMEOUT
+    behind a long reader or the ledger's writes, rather than queueing everything else behind its lock."""
+    async with conn.transaction():
+        await conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(RESET_LOCK_TIMEOUT)))
+        await conn.execute("TRUNCATE usage_events, usage_rollup_hourly, usage_rollup_daily")
+
+
+async def figures(conn: Connection) -> dict[str, Any]:
+    """Records stored and the newest one's time, both cheap however much is stored: the daily roll-up holds a few
+    rows per day and counts every record exactly once; max(occurred_at) is the first entry of its index."""
+    cursor = await conn.execute(
+        """SELECT (SELECT coalesce(sum(events), 0) FROM usage_rollup_daily) AS usage_rows,
+                  (SELECT max(occurred_at) FROM usage_events) AS last_usage_at"""
+    )
+    row = await cursor.fetchone()
+    return row or {"usage_rows": 0, "last_usage_at": None}

@@ -1,0 +1,95 @@
+"""Bodies of the usage endpoints (/usage/events, /data, /usage/summary) and the types their parameters use.
+
+Money is a Decimal in Python and a plain decimal string in JSON ("0.000345"), never a float and never an exponent.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, PlainSerializer
+
+
+def money_text(value: Decimal) -> str:
+    """`Decimal("0.000345000000")` → `"0.000345"`, `Decimal("1E+2")` → `"100"`: no exponent, no trailing zeros."""
+    return format(value.normalize(), "f")
+
+
+def as_utc(value: datetime) -> datetime:
+    """The same instant in UTC; an instant that UTC cannot express (year 1 at +14:00) is refused as a bad value."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("timestamp is out of range") from None
+
+
+Money = Annotated[Decimal, PlainSerializer(money_text, return_type=str)]
+# Query timestamps must carry a zone (a naive one is ambiguous and refused with 422); kept in UTC from then on.
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(as_utc)]
+GroupBy = Literal["key", "model", "source", "provider", "day"]
+
+
+class IngestAccepted(BaseModel):
+    """Every event of the request was acknowledged by JetStream."""
+
+    accepted: int
+
+
+class UsageRecordOut(BaseModel):
+    """One recorded usage event."""
+
+    id: int
+    source: str
+    event_id: str
+    occurred_at: UtcDatetime
+    recorded_at: UtcDatetime
+    provider: str
+    model: str
+    key_id: int | None
+    key_fingerprint: str | None
+    input_tokens: int
+    cached_input_tokens: int
+    output_tokens: int
+    requests: int
+    cost: Money | None
+    priced: bool
+    price_source: str | None
+    attributes: dict[str, Any]
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> UsageRecordOut:
+        return cls.model_validate({**row, "priced": row["cost"] is not None})
+
+
+class UsagePage(BaseModel):
+    items: list[UsageRecordOut]
+    next_cursor: str | None
+
+
+class UsageFigures(BaseModel):
+    events: int
+    requests: int
+    input_tokens: int
+    cached_input_tokens: int
+    output_tokens: int
+    cost: Money
+    unpriced_events: int
+
+
+class UsageGroup(UsageFigures):
+    """`group` is the key id (null: not attributed to a stored key), model, source, provider or UTC day (YYYY-MM-DD).
+    `label` and `masked_key` are the stored key's, for group_by=key; null otherwise."""
+
+    group: int | str | None
+    label: str | None = None
+    masked_key: str | None = None
+
+
+class UsageSummary(BaseModel):
+    since: UtcDatetime
+    until: UtcDatetime
+    group_by: GroupBy
+    groups: list[UsageGroup]
+    totals: UsageFigures

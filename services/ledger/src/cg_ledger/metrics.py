@@ -1,0 +1,14 @@
+"""The ledger's Prometheus metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS_RECORDED = Counter("cg_ledger_events_recorded", "Usage events recorded for the first time.")
+DUPLICATES = Counter("cg_ledger_duplicates", "Usage events skipped because (source, id) was already recorded.")
+UNPRICED = Counter("cg_ledger_unpriced", "Usage events recorded without a price (model unknown to the price data).")
+LAG = Gauge("cg_ledger_lag", "Usage messages in the stream not yet delivered to the ledger.")
+ACK_PENDING = Gauge("cg_ledger_ack_pending", "Usage messages delivered but not yet acknowledged.")
+BATCH_SECONDS = Histogram(
+    "cg_ledger_batch_seconds", "Time to record one batch.", buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+)

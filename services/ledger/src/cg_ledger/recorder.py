@@ -1,0 +1,115 @@
+"""The ledger's batch handler: validate, price, store in one transaction, then publish what was recorded.
+
+Exactly once, end to end: the (source, id) unique key makes storing idempotent; what was stored is published with
+the row id as message id, after the commit; and messages are acknowledged by the consumer loop only after both. A
+crash anywhere makes JetStream redeliver: storing changes nothing the second time, and for a redelivered message the
+ledger publishes the stored rows again, which JetStream's duplicate window turns into nothing if they went out before.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import UTC
+from typing import Any
+
+import psycopg
+from nats.aio.msg import Msg
+from nats.js.client import JetStreamContext
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from cg_common.consumer import Outcome, TransientError
+from cg_common.db import Connection
+from cg_common.pricing import Pricer
+from cg_common.publishing import PublishError, publish_all
+from cg_common.usage_event import InvalidEventError, UsageEvent, parse_usage_event
+from cg_ledger import metrics
+from cg_ledger.cost_events import cost_recorded_message
+from cg_ledger.store import UsageRow, record_usage, recorded
+
+# Faults of the database or the network rather than of the data: the batch is retried as it is.
+TRANSIENT_DB_ERRORS = (
+    psycopg.OperationalError,
+    psycopg.errors.DeadlockDetected,
+    psycopg.errors.SerializationFailure,
+    psycopg.errors.LockNotAvailable,
+    PoolTimeout,
+)
+
+
+class UsageRecorder:
+    """Callable as the consumer loop's batch handler for the `CG_USAGE` stream."""
+
+    def __init__(self, db: AsyncConnectionPool[Connection], js: JetStreamContext, pricer: Pricer) -> None:
+        self._db = db
+        self._js = js
+        self._pricer = pricer
+
+    async def __call__(self, messages: Sequence[Msg]) -> list[Outcome]:
+        started = time.perf_counter()
+        outcomes = [Outcome.done()] * len(messages)
+        rows: dict[tuple[str, str], UsageRow] = {}
+        redelivered: set[tuple[str, str]] = set()
+        for index, message in enumerate(messages):
+            try:
+                event = parse_usage_event(message.data)
+            except InvalidEventError as error:
+                outcomes[index] = Outcome.dead_letter(str(error))
+                continue
+            identity = (event.source, event.id)
+            # A re-send inside the same batch is the same event: keep the first.
+            rows.setdefault(identity, self._row(event, message))
+            if message.metadata.num_delivered > 1:
+                redelivered.add(identity)
+        stored = await self._store(list(rows.values()), redelivered)
+        try:
+            await publish_all(self._js, [cost_recorded_message(row) for row in stored])
+        except PublishError as error:
+            raise TransientError(f"cost.recorded not acknowledged: {error}") from error
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        return outcomes
+
+    def _row(self, event: UsageEvent, message: Msg) -> UsageRow:
+        data = event.data
+        # An unstamped event takes the time JetStream stored it: the same on every redelivery.
+        occurred_at = event.time or message.metadata.timestamp.astimezone(UTC)
+        price = self._pricer.price(
+            data.provider,
+            data.model,
+            occurred_at,
+            input_tokens=data.input_tokens,
+            cached_input_tokens=data.cached_input_tokens,
+            output_tokens=data.output_tokens,
+            requests=data.requests,
+        )
+        return UsageRow(
+            source=event.source,
+            event_id=event.id,
+            occurred_at=occurred_at,
+            provider=data.provider,
+            model=data.model,
+            key_id=data.key_id,
+            key_fingerprint=data.key_fingerprint,
+            input_tokens=data.input_tokens,
+            cached_input_tokens=data.cached_input_tokens,
+            output_tokens=data.output_tokens,
+            requests=data.requests,
+            cost=price.cost,
+            price_source=price.source,
+            attributes=dict(data.attributes),
+        )
+
+    async def _store(self, rows: list[UsageRow], redelivered: set[tuple[str, str]]) -> list[dict[str, Any]]:
+        """Commit the new rows; returns the rows to publish: the new ones, plus the already stored rows of
+        redelivered messages (their first publication may have been lost in the crash that caused redelivery)."""
+        try:
+            async with self._db.connection() as conn, conn.transaction():
+                inserted = await record_usage(conn, rows)
+                again = redelivered - {(r["source"], r["event_id"]) for r in inserted}
+                earlier = await recorded(conn, sorted(again))
+        except TRANSIENT_DB_ERRORS as error:
+            raise TransientError(f"{type(error).__name__}: {error}") from error
+        metrics.EVENTS_RECORDED.inc(len(inserted))
+        metrics.DUPLICATES.inc(len(rows) - len(inserted))
+        metrics.UNPRICED.inc(sum(1 for r in inserted if r["cost"] is None))
+        return [*inserted, *earlier]

@@ -1,0 +1,90 @@
+"""The ledger process: connections, the usage consumer, the health port, and a clean stop on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+
+from nats.aio.client import Client as NATS
+from nats.js.client import JetStreamContext
+from prometheus_client import REGISTRY
+from psycopg_pool import AsyncConnectionPool
+
+from cg_common.consumer import Consumer, ConsumerSpec, ConsumerStatsCollector
+from cg_common.db import Connection, open_pool
+from cg_common.health_server import HealthServer, health_app
+from cg_common.logging import get_logger
+from cg_common.messaging import connect_nats, ensure_streams, stream_configs
+from cg_common.pricing import Pricer
+from cg_common.subjects import DLQ, USAGE_ALL, USAGE_STREAM
+from cg_ledger import metrics
+from cg_ledger.recorder import UsageRecorder
+from cg_ledger.settings import LedgerSettings
+from cg_ledger.store import create_staging_table
+
+log = get_logger(__name__)
+
+LAG_REFRESH_SECS = 5.0
+
+
+def usage_consumer_spec(settings: LedgerSettings) -> ConsumerSpec:
+    return ConsumerSpec(
+        stream=USAGE_STREAM.name,
+        durable=settings.ledger_consumer,
+        filter_subject=USAGE_ALL,
+        dlq_subject=f"{DLQ}.usage",
+        batch_size=settings.ledger_batch_size,
+        ack_wait_secs=settings.ledger_ack_wait_secs,
+        max_ack_pending=max(20_000, 4 * settings.ledger_batch_size),
+    )
+
+
+async def run(settings: LedgerSettings) -> None:
+    """Run until SIGTERM or SIGINT, then finish the batch in hand, acknowledge it and exit."""
+    db = await open_pool(settings.database_url, name="cg-ledger", max_size=4, configure=create_staging_table)
+    nats = await connect_nats(settings.nats_url, name="cg-ledger")
+    try:
+        js = nats.jetstream()
+        await ensure_streams(
+            js, stream_configs(replicas=settings.nats_stream_replicas, probe_interval_secs=settings.probe_interval_secs)
+        )
+        spec = usage_consumer_spec(settings)
+        consumer = Consumer(js, spec, UsageRecorder(db, js, Pricer()))
+        REGISTRY.register(ConsumerStatsCollector("cg_ledger", consumer.stats))
+        health = HealthServer(health_app(lambda: _readiness(db, nats)), host="0.0.0.0", port=settings.ledger_port)  # noqa: S104
+        await health.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, consumer.stop)
+        lag = asyncio.create_task(_track_lag(js, spec))
+        log.info("ledger started", consumer=spec.durable, health_port=settings.ledger_port)
+        try:
+            await consumer.run()
+        finally:
+            lag.cancel()
+            await health.stop()
+        log.info("ledger stopped")
+    finally:
+        await nats.drain()
+        await db.close()
+
+
+async def _readiness(db: AsyncConnectionPool[Connection], nats: NATS) -> dict[str, bool]:
+    postgres = True
+    try:
+        async with asyncio.timeout(1), db.connection() as conn:
+            await conn.execute("SELECT 1")
+    except Exception:  # any failure means not ready
+        postgres = False
+    return {"nats": nats.is_connected, "postgres": postgres}
+
+
+async def _track_lag(js: JetStreamContext, spec: ConsumerSpec) -> None:
+    """Keep the lag gauges current: how far the ledger is behind what other systems have reported."""
+    while True:
+        with contextlib.suppress(Exception):
+            info = await js.consumer_info(spec.stream, spec.durable)
+            metrics.LAG.set(info.num_pending or 0)
+            metrics.ACK_PENDING.set(info.num_ack_pending or 0)
+        await asyncio.sleep(LAG_REFRESH_SECS)

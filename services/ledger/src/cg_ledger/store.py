@@ -1,0 +1,211 @@
+"""All SQL the ledger writes: usage rows in batches, roll-ups kept current in the same statement.
+
+A batch is copied into a per-connection staging table (binary COPY), then moved into `usage_events` with
+`ON CONFLICT (source, event_id) DO NOTHING`: whatever was recorded before, by this replica or another, at any time,
+is skipped, and only the rows actually inserted feed the hourly and daily roll-ups. Rows are taken in key order so
+that two replicas writing overlapping batches lock rows in the same order and cannot deadlock each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from cg_common.db import Connection
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    """One priced usage event, ready to store."""
+
+    source: str
+    event_id: str
+    occurred_at: datetime
+    provider: str
+    model: str
+    key_id: int | None
+    key_fingerprint: str | None
+    input_tokens: int
+    cached_input_tokens: int
+    output_tokens: int
+    requests: int
+    cost: Decimal | None
+    price_source: str | None
+    attributes: dict[str, Any]
+
+
+STAGING_COLUMNS = (
+    "source, event_id, occurred_at, provider, model, key_id, key_fingerprint, input_tokens, cached_input_tokens, "
+    "output_tokens, requests, cost, price_source, attributes"
+)
+
+CREATE_STAGING = """
+CREATE TEMP TABLE usage_staging (
+    source text, event_id text, occurred_at timestamptz, provider text, model text, key_id bigint,
+    key_fingerprint text, input_tokens bigint, cached_input_tokens bigint, output_tokens bigint, requests bigint,
+    cost numeric, price_source text, attributes jsonb
+)
+"""
+
+ROLLUP_SUMS = """count(*), sum(requests), sum(input_tokens), sum(cached_input_tokens), sum(output_tokens),
+                 coalesce(sum(cost), 0), count(*) FILTER (WHERE cost IS NULL)"""
+ROLLUP_ADD = """events = {t}.events + EXCLUDED.events, requests = {t}.requests + EXCLUDED.requests,
+                input_tokens = {t}.input_tokens + EXCLUDED.input_tokens,
+                cached_input_tokens = {t}.cached_input_tokens + EXCLUDED.cached_input_tokens,
+                output_tokens = {t}.output_tokens + EXCLUDED.output_tokens, cost = {t}.cost + EXCLUDED.cost,
+                unpriced_events = {t}.unpriced_events + EXCLUDED.unpriced_events"""
+ROLLUP_COLUMNS = """bucket, key_id, source, provider, model, events, requests, input_tokens, cached_input_tokens,
+                    output_tokens, cost, unpriced_events"""
+
+# Key attribution happens here, against the keys as they are at this moment: an explicit key_id wins if such a key
+# exists; else the fingerprint names the newest stored key with it (a deleted key's usage stays attributed to it).
+RECORD_STAGED = f"""
+WITH inserted AS (
+    INSERT INTO usage_events ({STAGING_COLUMNS})
+    SELECT s.source, s.event_id, s.occurred_at, s.provider, s.model, coalesce(by_id.id, by_fp.id),
+           coalesce(s.key_fingerprint, by_id.fingerprint), s.input_tokens, s.cached_input_tokens, s.output_tokens,
+           s.requests, s.cost, s.price_source, s.attributes
+    FROM usage_staging s
+    LEFT JOIN api_keys by_id ON by_id.id = s.key_id
+    LEFT JOIN LATERAL (
+        SELECT id FROM api_keys k WHERE k.fingerprint = s.key_fingerprint ORDER BY k.id DESC LIMIT 1
+    ) by_fp ON s.key_id IS NULL OR by_id.id IS NULL
+    ORDER BY s.source, s.event_id
+    ON CONFLICT (source, event_id) DO NOTHING
+    RETURNING id, recorded_at, {STAGING_COLUMNS}
+),
+hourly AS (
+    INSERT INTO usage_rollup_hourly ({ROLLUP_COLUMNS})
+    SELECT date_trunc('hour', occurred_at, 'UTC'), key_id, source, provider, model, {ROLLUP_SUMS}
+    FROM inserted GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
+    ON CONFLICT ON CONSTRAINT usage_rollup_hourly_group DO UPDATE SET {ROLLUP_ADD.format(t="usage_rollup_hourly")}
+),
+daily AS (
+    INSERT INTO usage_rollup_daily ({ROLLUP_COLUMNS})
+    SELECT (occurred_at AT TIME ZONE 'UTC')::date, key_id, source, provider, model, {ROLLUP_SUMS}
+    FROM inserted GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
+    ON CONFLICT ON CONSTRAINT usage_rollup_daily_group DO UPDATE SET {ROLLUP_ADD.format(t="usage_rollup_daily")}
+)
+SELECT * FROM inserted
+"""  # noqa: S608 - composed from constants only
+
+
+async def create_staging_table(conn: Connection) -> None:
+    """Per-connection set-up (the pool's `configure`): the temporary table batches are copied into."""
+    await conn.execute(CREATE_STAGING)
+    await conn.commit()
+
+
+async def record_usage(conn: Connection, rows: Sequence[UsageRow]) -> list[dict[str, Any]]:
+    """Store what is new among `rows` and update the roll-ups; returns the rows inserted now (with id and
+    recorded_at). Runs inside the caller's transaction: nothing is visible until the caller commits."""
+    if not rows:
+        return []
+    async with conn.cursor().copy(f"COPY usage_staging ({STAGING_COLUMNS}) FROM STDIN") as copy:
+        for row in rows:
+            await copy.write_row(
+                (
+                    row.source,
+                    row.event_id,
+                    row.occurred_at,
+                    row.provider,
+                    row.model,
+                    row.key_id,
+                    row.key_fingerprint,
+                    row.input_tokens,
+                    row.cached_input_tokens,
+                    row.output_tokens,
+                    row.requests,
+                    row.cost,
+                    row.price_source,
+                    Jsonb(row.attributes),
+                )
+            )
+    cursor = await conn.execute(RECORD_STAGED)
+    inserted = await cursor.fetchall()
+    await conn.execute("TRUNCATE usage_staging")  # reused by the next batch on this connection
+    return inserted
+
+
+async def recorded(conn: Connection, identities: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Stored rows for these (source, event_id) pairs: what a redelivered batch recorded the first time."""
+    if not identities:
+        return []
+    cursor = await conn.execute(
+        f"""SELECT id, recorded_at, {STAGING_COLUMNS} FROM usage_events
+            WHERE (source, event_id) IN (SELECT * FROM unnest(%s::text[], %s::text[]))""",  # noqa: S608
+        ([s for s, _ in identities], [e for _, e in identities]),
+    )
+    return await cursor.fetchall()
+
+
+@dataclass(frozen=True, slots=True)
+class Repriced:
+    """A stored row's new price, and what its old one was (for the roll-up correction)."""
+
+    id: int
+    occurred_at: datetime
+    key_id: int | None
+    source: str
+    provider: str
+    model: str
+    old_cost: Decimal | None
+    new_cost: Decimal | None
+    price_source: str | None
+
+
+async def rows_to_reprice(conn: Connection, *, after_id: int, limit: int, unpriced_only: bool) -> list[dict[str, Any]]:
+    """The next rows by id, locked until the caller's transaction ends."""
+    condition = "AND cost IS NULL" if unpriced_only else ""
+    cursor = await conn.execute(
+        f"""SELECT id, occurred_at, key_id, source, provider, model, input_tokens, cached_input_tokens,
+                   output_tokens, requests, cost, price_source
+            FROM usage_events WHERE id > %s {condition} ORDER BY id LIMIT %s FOR UPDATE""",  # noqa: S608
+        (after_id, limit),
+    )
+    return await cursor.fetchall()
+
+
+async def apply_reprices(conn: Connection, changes: Sequence[Repriced]) -> None:
+    """Store new prices and move the roll-ups by the difference, in the caller's transaction."""
+    if not changes:
+        return
+    await conn.execute(
+        """UPDATE usage_events u SET cost = c.cost, price_source = c.price_source
+           FROM unnest(%s::bigint[], %s::numeric[], %s::text[]) AS c(id, cost, price_source) WHERE u.id = c.id""",
+        ([c.id for c in changes], [c.new_cost for c in changes], [c.price_source for c in changes]),
+    )
+    for table, bucket in (
+        ("usage_rollup_hourly", "date_trunc('hour', c.occurred_at, 'UTC')"),
+        ("usage_rollup_daily", "(c.occurred_at AT TIME ZONE 'UTC')::date"),
+    ):
+        await conn.execute(
+            f"""WITH c AS (
+                    SELECT * FROM unnest(%s::timestamptz[], %s::bigint[], %s::text[], %s::text[], %s::text[],
+                                         %s::numeric[], %s::bigint[])
+                        AS c(occurred_at, key_id, source, provider, model, cost_delta, unpriced_delta)
+                ), deltas AS (
+                    SELECT {bucket} AS bucket, key_id, source, provider, model,
+                           sum(cost_delta) AS cost_delta, sum(unpriced_delta) AS unpriced_delta
+                    FROM c GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
+                )
+                UPDATE {table} r
+                SET cost = r.cost + d.cost_delta, unpriced_events = r.unpriced_events + d.unpriced_delta
+                FROM deltas d
+                WHERE r.bucket = d.bucket AND r.key_id IS NOT DISTINCT FROM d.key_id AND r.source = d.source
+                  AND r.provider = d.provider AND r.model = d.model""",  # noqa: S608 - table and bucket are constants
+            (
+                [c.occurred_at for c in changes],
+                [c.key_id for c in changes],
+                [c.source for c in changes],
+                [c.provider for c in changes],
+                [c.model for c in changes],
+                [(c.new_cost or Decimal(0)) - (c.old_cost or Decimal(0)) for c in changes],
+                [(c.new_cost is None) - (c.old_cost is None) for c in changes],
+            ),
+        )

@@ -1,0 +1,134 @@
+"""Whatever is thrown at cg.usage.>, each invalid message lands in the DLQ with a reason, and every valid event in
+the same stream is still recorded: nothing is held up, nothing is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cg_common.consumer import DLQ_REASON_HEADER, DLQ_SEQUENCE_HEADER
+from cg_common.publishing import Outgoing, publish_all
+from cg_common.subjects import DLQ_STREAM, USAGE
+from tests.support.processes import ServiceProcess, running_ledger
+from tests.support.usage import count_rows, encode, usage_event, wait_until
+
+REQUIRED_ATTRIBUTES = ("specversion", "id", "source", "type")
+NOT_AN_INT = st.one_of(
+    st.text(max_size=5), st.floats(allow_nan=False), st.booleans(), st.none(), st.lists(st.integers())
+)
+TOKEN_FIELDS = ("input_tokens", "output_tokens", "cached_input_tokens", "requests")
+
+
+def valid(n: int, batch: str) -> dict[str, Any]:
+    return usage_event(source=f"//fuzz/{batch}", event_id=f"valid-{n}")
+
+
+@st.composite
+def invalid_message(draw: st.DrawFn) -> bytes:
+    """A message that no careful reader would record: each strategy breaks one rule of contract section 6."""
+    event = usage_event(source="//fuzz/bad", event_id=draw(st.uuids()).hex)
+    kind = draw(
+        st.sampled_from(
+            ["missing", "specversion", "type", "negative", "not_int", "huge", "bad_json", "cached", "model", "data"]
+        )
+    )
+    if kind == "missing":
+        del event[draw(st.sampled_from(REQUIRED_ATTRIBUTES))]
+    elif kind == "specversion":
+        event["specversion"] = draw(st.text(max_size=10).filter(lambda v: v != "1.0"))
+    elif kind == "type":
+        event["type"] = draw(st.text(min_size=1, max_size=40).filter(lambda v: v != "io.costguardian.usage.v1"))
+    elif kind == "negative":
+        event["data"][draw(st.sampled_from(TOKEN_FIELDS))] = draw(st.integers(max_value=-1))
+    elif kind == "not_int":
+        event["data"][draw(st.sampled_from(TOKEN_FIELDS))] = draw(NOT_AN_INT)
+    elif kind == "huge":
+        event[draw(st.sampled_from(["id", "source"]))] = "x" * draw(st.integers(600, 70_000))
+    elif kind == "bad_json":
+        return draw(st.binary(max_size=200).filter(_not_a_json_object))
+    elif kind == "cached":
+        event["data"]["cached_input_tokens"] = event["data"]["input_tokens"] + draw(st.integers(1, 10**6))
+    elif kind == "model":
+        event["data"]["model"] = draw(st.sampled_from(["", " gpt", "gpt 4o", "x" * 300, "model\n"]))
+    else:
+        event["data"] = draw(st.one_of(st.text(max_size=20), st.integers(), st.lists(st.integers(), max_size=3)))
+    return json.dumps(event).encode()
+
+
+def _not_a_json_object(raw: bytes) -> bool:
+    try:
+        return not isinstance(json.loads(raw), dict)
+    except (ValueError, UnicodeDecodeError):
+        return True
+
+
+async def publish_mixed(nats_url: str, messages: list[bytes], batch: str) -> None:
+    nc = await nats.connect(nats_url)
+    try:
+        outgoing = [Outgoing(f"{USAGE}.fuzz", m, msg_id=f"{batch}-{n}") for n, m in enumerate(messages)]
+        await publish_all(nc.jetstream(), outgoing)
+    finally:
+        await nc.close()
+
+
+async def dead_letters(nats_url: str) -> list[dict[str, Any]]:
+    """Every message in the DLQ stream with its headers."""
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        info = await js.stream_info(DLQ_STREAM.name)
+        found = []
+        for seq in range(info.state.first_seq, info.state.last_seq + 1):
+            msg = await js.get_msg(DLQ_STREAM.name, seq)
+            found.append({"headers": msg.headers or {}, "data": msg.data})
+        return found
+    finally:
+        await nc.close()
+
+
+@pytest.fixture
+def ledger(ledger_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[dict[str, str], ServiceProcess]]:
+    with running_ledger(ledger_env, tmp_path / "ledger.log") as process:
+        yield ledger_env, process
+
+
+def test_invalid_events_are_dead_lettered_and_valid_ones_recorded(
+    ledger: tuple[dict[str, str], ServiceProcess],
+) -> None:
+    env, _process = ledger
+    seen = {"valid": 0, "invalid": 0, "rounds": 0}
+
+    @settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(st.lists(invalid_message(), min_size=20, max_size=60))
+    def round_of(invalid: list[bytes]) -> None:
+        seen["rounds"] += 1
+        batch = f"round{seen['rounds']}"
+        valid_events = [encode(valid(n, batch)) for n in range(len(invalid))]
+        mixed = [m for pair in zip(valid_events, invalid, strict=True) for m in pair]
+        asyncio.run(publish_mixed(env["NATS_URL"], mixed, batch))
+        seen["valid"] += len(valid_events)
+        seen["invalid"] += len(invalid)
+        wait_until(
+            lambda: (
+                count_rows(env["DATABASE_URL"]) == seen["valid"]
+                and len(asyncio.run(dead_letters(env["NATS_URL"]))) == seen["invalid"]
+            ),
+            timeout=60,
+            message=f"after {batch}: expected {seen['valid']} recorded and {seen['invalid']} dead-lettered",
+        )
+
+    round_of()
+    letters = asyncio.run(dead_letters(env["NATS_URL"]))
+    assert len(letters) == seen["invalid"]
+    for letter in letters:
+        assert letter["headers"][DLQ_REASON_HEADER].strip()
+        assert letter["headers"][DLQ_SEQUENCE_HEADER].isdigit()
+    assert count_rows(env["DATABASE_URL"], "source LIKE %s", ("//fuzz/bad%",)) == 0

@@ -1,0 +1,397 @@
+"""GET /data, GET /usage/summary, DELETE /reset and /metrics' usage figures, against rows written straight into
+PostgreSQL (usage_events plus consistent roll-ups), checked against sums over the raw rows."""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from cg_api.summary_repo import split_range
+from tests.support.keys import fake_openai_key
+from tests.support.usage_rows import UsageRow, insert_usage
+
+DAY1 = datetime(2026, 3, 1, tzinfo=UTC)
+PLAIN_DECIMAL = re.compile(r"^(0|[1-9]\d*)(\.\d*[1-9])?$")  # no exponent, no trailing zeros
+FIGURES = ("events", "requests", "input_tokens", "cached_input_tokens", "output_tokens", "unpriced_events")
+
+
+@pytest.fixture
+def db(database_url: str, api: httpx.AsyncClient) -> Iterator[psycopg.Connection[Any]]:
+    """A connection to the api's database, after `api` has emptied it."""
+    with psycopg.connect(database_url) as conn:
+        yield conn
+
+
+def at(day: int, hour: int = 0, minute: int = 0, second: int = 0, micro: int = 0) -> datetime:
+    """A moment on day `day` (1 = DAY1) of the test data, UTC."""
+    return DAY1 + timedelta(days=day - 1, hours=hour, minutes=minute, seconds=second, microseconds=micro)
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+async def create_key(api: httpx.AsyncClient, label: str) -> dict[str, Any]:
+    response = await api.post("/keys", json={"label": label, "api_key": fake_openai_key()})
+    assert response.status_code == 201
+    body: dict[str, Any] = response.json()
+    return body
+
+
+# --- GET /data -----------------------------------------------------------------------------------------------------
+
+
+async def test_data_lists_records_newest_first_with_every_field(
+    api: httpx.AsyncClient, db: psycopg.Connection[Any]
+) -> None:
+    key = await create_key(api, "billing bot")
+    older, newer, unpriced = insert_usage(
+        db,
+        [
+            UsageRow(occurred_at=at(1, 10), key_id=key["id"], key_fingerprint=key["fingerprint"]),
+            UsageRow(occurred_at=at(1, 12), attributes={"team": "search", "retries": 2}, cost=Decimal("1.5E+2")),
+            UsageRow(occurred_at=at(1, 11), model="mystery-model-9", cost=None, price_source=None),
+        ],
+    )
+    body = (await api.get("/data")).json()
+    assert [item["id"] for item in body["items"]] == [newer, unpriced, older]
+    assert body["next_cursor"] is None
+    first = body["items"][2]
+    assert set(first) == {
+        "id", "source", "event_id", "occurred_at", "recorded_at", "provider", "model", "key_id", "key_fingerprint",
+        "input_tokens", "cached_input_tokens", "output_tokens", "requests", "cost", "priced", "price_source",
+        "attributes",
+    }  # fmt: skip
+    assert first["cost"] == "0.000345"  # numeric(30, 12) "0.000345000000", without the trailing zeros
+    assert first["priced"] is True
+    assert first["key_id"] == key["id"]
+    assert first["key_fingerprint"] == key["fingerprint"]
+    assert datetime.fromisoformat(first["occurred_at"]) == at(1, 10)
+    assert datetime.fromisoformat(first["recorded_at"]).tzinfo is not None
+    assert (first["input_tokens"], first["cached_input_tokens"], first["output_tokens"], first["requests"]) == (
+        1200, 200, 300, 1,
+    )  # fmt: skip
+    assert body["items"][0]["cost"] == "150"  # never "1.5E+2"
+    assert body["items"][0]["attributes"] == {"team": "search", "retries": 2}
+    assert body["items"][1]["cost"] is None
+    assert body["items"][1]["priced"] is False
+    assert body["items"][1]["price_source"] is None
+
+
+async def test_data_filters(api: httpx.AsyncClient, db: psycopg.Connection[Any]) -> None:
+    rows = [
+        UsageRow(occurred_at=at(1, 1), key_id=1, model="gpt-4o", source="//a", provider="openai"),
+        UsageRow(occurred_at=at(1, 2), key_id=2, model="gpt-4o", source="//b", provider="openai"),
+        UsageRow(occurred_at=at(1, 3), key_id=None, model="claude-3-5-haiku", source="//a", provider="anthropic"),
+        UsageRow(occurred_at=at(2, 3), key_id=1, model="gpt-4o-mini", source="//b", provider="openai"),
+    ]
+    ids = insert_usage(db, rows)
+
+    async def listed(**params: Any) -> list[int]:
+        response = await api.get("/data", params=params)
+        assert response.status_code == 200, response.text
+        return [item["id"] for item in response.json()["items"]]
+
+    assert await listed(key_id=1) == [ids[3], ids[0]]
+    assert await listed(model="gpt-4o") == [ids[1], ids[0]]
+    assert await listed(source="//a") == [ids[2], ids[0]]
+    assert await listed(provider="anthropic") == [ids[2]]
+    assert await listed(since=iso(at(1, 2)), until=iso(at(2))) == [ids[2], ids[1]]  # since inclusive, until not
+    assert await listed(since="2026-03-01T03:00:00+01:00") == [ids[3], ids[2], ids[1]]  # 02:00 UTC
+    assert await listed(key_id=1, model="gpt-4o") == [ids[0]]
+    assert await listed(model="no-such-model") == []
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"since": "2026-03-01T10:00:00"},  # naive: which zone?
+        {"until": "2026-03-01"},
+        {"since": "yesterday"},
+        {"limit": 0},
+        {"limit": 1001},
+        {"key_id": 0},
+        {"model": "a\x00b"},
+        {"cursor": "!!!"},
+        {"cursor": "bm90IGEgY3Vyc29y"},  # base64 of "not a cursor"
+        {"cursor": "MjAyNi0wMy0wMVQxMDowMDowMHwx"},  # "2026-03-01T10:00:00|1": a naive time
+        {"cursor": "MjAyNi0wMy0wMVQxMDowMDowMCswMDowMHww"},  # "…+00:00|0": id 0
+        {"cursor": "x" * 201},
+        {"cursor": "gA"},  # not UTF-8
+    ],
+)
+async def test_data_bad_parameters_are_422(api: httpx.AsyncClient, params: dict[str, Any]) -> None:
+    response = await api.get("/data", params=params)
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"]
+
+
+async def test_cursor_pagination_walks_every_row_once_in_order(
+    api: httpx.AsyncClient, db: psycopg.Connection[Any]
+) -> None:
+    rng = random.Random(7)
+    same_moment = at(2, 9, 30, 15, 123456)
+    rows = [UsageRow(occurred_at=same_moment) for _ in range(23)]  # ties: the id decides their order
+    rows += [
+        UsageRow(occurred_at=at(1, rng.randrange(72), rng.randrange(60), micro=rng.randrange(10**6))) for _ in range(64)
+    ]
+    ids = insert_usage(db, rows)
+    moments = {row_id: row.occurred_at for row_id, row in zip(ids, rows, strict=True)}
+    expected = sorted(ids, key=lambda i: (moments[i], i), reverse=True)
+
+    walked: list[int] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        params: dict[str, Any] = {"limit": 10} | ({"cursor": cursor} if cursor else {})
+        body = (await api.get("/data", params=params)).json()
+        walked += [item["id"] for item in body["items"]]
+        pages += 1
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+        # Rows recorded meanwhile, newer than the cursor, never shift the pages still to come.
+        if pages == 3:
+            insert_usage(db, [UsageRow(occurred_at=at(9))])
+    assert walked == expected
+    assert pages == 9  # 87 rows at 10 a page: the last page holds 7 and says there is nothing after it
+
+
+async def test_a_full_last_page_has_no_cursor(api: httpx.AsyncClient, db: psycopg.Connection[Any]) -> None:
+    insert_usage(db, [UsageRow(occurred_at=at(1, h)) for h in range(4)])
+    first = (await api.get("/data", params={"limit": 2})).json()
+    second = (await api.get("/data", params={"limit": 2, "cursor": first["next_cursor"]})).json()
+    assert len(second["items"]) == 2
+    assert second["next_cursor"] is None
+
+
+# --- GET /usage/summary --------------------------------------------------------------------------------------------
+
+
+def test_a_range_is_split_into_days_hours_and_raw_edges() -> None:
+    spans = split_range(at(1, 10, 17), at(3, 14, 42))
+    assert spans.days == (at(2).date(), at(3).date())
+    assert spans.hours == [(at(1, 11), at(2)), (at(3), at(3, 14))]
+    assert spans.raw == [(at(1, 10, 17), at(1, 11)), (at(3, 14), at(3, 14, 42))]
+    assert split_range(at(1, 10, 17), at(1, 10, 42)).raw == [(at(1, 10, 17), at(1, 10, 42))]
+    assert split_range(at(1, 10), at(1, 13)).hours == [(at(1, 10), at(1, 13))]
+    aligned = split_range(at(1), at(4))
+    assert (aligned.days, aligned.hours, aligned.raw) == ((at(1).date(), at(4).date()), [], [])
+    assert split_range(at(2), at(1)).raw == []
+
+
+def random_rows(rng: random.Random, key_ids: list[int | None]) -> list[UsageRow]:
+    """Four days of usage at random moments, plus rows exactly on the boundaries the ranges below cut at."""
+    moments = [
+        at(1) + timedelta(seconds=rng.randrange(4 * 86_400), microseconds=rng.randrange(10**6)) for _ in range(260)
+    ]
+    moments += [at(1, 10, 17), at(1, 11), at(2), at(3), at(3, 14), at(3, 14, 42), at(1, 10, 16, 59, 999_999)]
+    return [
+        UsageRow(
+            occurred_at=moment,
+            key_id=rng.choice(key_ids),
+            model=rng.choice(["gpt-4o-mini-2024-07-18", "gpt-4o", "o3-mini"]),
+            source=rng.choice(["//checkout/prod", "//search/prod", "//batch"]),
+            provider=rng.choice(["openai", "openai", "azure"]),
+            input_tokens=(n := rng.randrange(1, 50_000)),
+            cached_input_tokens=rng.randrange(n),
+            output_tokens=rng.randrange(5_000),
+            requests=rng.randrange(1, 4),
+            cost=None if rng.random() < 0.1 else Decimal(rng.randrange(1, 10**9)) / Decimal(10**12),
+        )
+        for moment in moments
+    ]
+
+
+def group_of(row: UsageRow, group_by: str) -> Any:
+    return {
+        "key": row.key_id,
+        "model": row.model,
+        "source": row.source,
+        "provider": row.provider,
+        "day": row.occurred_at.date().isoformat(),
+    }[group_by]
+
+
+def expected_summary(
+    rows: list[UsageRow], since: datetime, until: datetime, group_by: str
+) -> dict[Any, dict[str, Any]]:
+    groups: dict[Any, dict[str, Any]] = defaultdict(lambda: dict.fromkeys(FIGURES, 0) | {"cost": Decimal(0)})
+    for row in rows:
+        if not since <= row.occurred_at < until:
+            continue
+        figures = groups[group_of(row, group_by)]
+        figures["events"] += 1
+        figures["requests"] += row.requests
+        figures["input_tokens"] += row.input_tokens
+        figures["cached_input_tokens"] += row.cached_input_tokens
+        figures["output_tokens"] += row.output_tokens
+        figures["unpriced_events"] += row.cost is None
+        figures["cost"] += row.cost or 0
+    return dict(groups)
+
+
+def figures_of(body: dict[str, Any]) -> dict[str, Any]:
+    assert PLAIN_DECIMAL.match(body["cost"]), body["cost"]
+    return {name: body[name] for name in FIGURES} | {"cost": Decimal(body["cost"])}
+
+
+RANGES = [
+    (at(1, 10, 17), at(3, 14, 42)),  # cuts through hours and days
+    (at(1, 10, 17, 0, 1), at(1, 10, 42)),  # inside one hour
+    (at(1, 10, 17), at(1, 13, 5)),  # whole hours, no whole day
+    (at(1), at(4)),  # whole days only
+    (at(1, 11), at(3, 14)),  # hour-aligned, with whole days
+    (at(0, 23, 59, 59), at(5, 0, 0, 1)),  # everything
+    (at(2), at(2)),  # empty
+]
+
+
+@pytest.mark.parametrize("group_by", ["key", "model", "source", "provider", "day"])
+async def test_summary_is_exact_for_ranges_through_hours_and_days(
+    api: httpx.AsyncClient, db: psycopg.Connection[Any], group_by: str
+) -> None:
+    key_ids: list[int | None] = [(await create_key(api, f"key {n}"))["id"] for n in range(2)] + [None]
+    rows = random_rows(random.Random(group_by), key_ids)
+    insert_usage(db, rows)
+    for since, until in RANGES:
+        response = await api.get(
+            "/usage/summary", params={"group_by": group_by, "since": iso(since), "until": iso(until)}
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert (body["group_by"], datetime.fromisoformat(body["since"]), datetime.fromisoformat(body["until"])) == (
+            group_by, since, until,
+        )  # fmt: skip
+        expected = expected_summary(rows, since, until, group_by)
+        assert {g["group"]: figures_of(g) for g in body["groups"]} == expected, (since, until)
+        totals = expected_summary(rows, since, until, "provider")
+        assert figures_of(body["totals"]) == {
+            name: sum(g[name] for g in totals.values()) for name in (*FIGURES, "cost")
+        }, (since, until)
+
+
+async def test_summary_by_key_names_the_key_and_keeps_unattributed_usage(
+    api: httpx.AsyncClient, db: psycopg.Connection[Any]
+) -> None:
+    kept = await create_key(api, "billing bot")
+    deleted = await create_key(api, "old bot")
+    assert (await api.delete(f"/keys/{deleted['id']}")).status_code == 204
+    insert_usage(
+        db,
+        [
+            UsageRow(occurred_at=at(1, 9), key_id=kept["id"], cost=Decimal("0.5")),
+            UsageRow(occurred_at=at(1, 9), key_id=deleted["id"], cost=Decimal("0.25")),
+            UsageRow(occurred_at=at(1, 9), key_id=None, cost=Decimal("0.125")),
+            UsageRow(occurred_at=at(1, 9), key_id=424242, cost=Decimal("0.0625")),  # a key never stored here
+        ],
+    )
+    body = (
+        await api.get("/usage/summary", params={"group_by": "key", "since": iso(at(1)), "until": iso(at(2))})
+    ).json()
+    groups = {g["group"]: g for g in body["groups"]}
+    assert [g["group"] for g in body["groups"]] == [kept["id"], deleted["id"], None, 424242]  # by cost, descending
+    assert (groups[kept["id"]]["label"], groups[kept["id"]]["masked_key"]) == ("billing bot", kept["masked_key"])
+    assert (groups[deleted["id"]]["label"], groups[deleted["id"]]["masked_key"]) == ("old bot", deleted["masked_key"])
+    assert (groups[None]["label"], groups[None]["masked_key"]) == (None, None)
+    assert groups[424242]["label"] is None
+    assert groups[None]["cost"] == "0.125"
+    assert body["totals"]["cost"] == "0.9375"
+    assert body["totals"]["events"] == 4
+
+
+async def test_summary_defaults_to_the_last_30_days_by_model(
+    api: httpx.AsyncClient, db: psycopg.Connection[Any]
+) -> None:
+    now = datetime.now(UTC)
+    insert_usage(
+        db,
+        [
+            UsageRow(occurred_at=now - timedelta(hours=1), model="gpt-4o", cost=Decimal("0.001")),
+            UsageRow(occurred_at=now - timedelta(days=29), model="gpt-4o", cost=None),
+            UsageRow(occurred_at=now - timedelta(days=31), model="gpt-4o"),
+        ],
+    )
+    body = (await api.get("/usage/summary")).json()
+    assert body["group_by"] == "model"
+    until = datetime.fromisoformat(body["until"])
+    assert abs(until - now) < timedelta(minutes=1)
+    assert until - datetime.fromisoformat(body["since"]) == timedelta(days=30)
+    assert len(body["groups"]) == 1
+    group = body["groups"][0]
+    assert (group["group"], group["events"], group["unpriced_events"], group["cost"]) == ("gpt-4o", 2, 1, "0.001")
+    assert group["label"] is None
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"group_by": "team"},
+        {"since": "2026-03-01T10:00:00"},
+        {"since": "2026-03-02T00:00:00Z", "until": "2026-03-01T00:00:00Z"},
+        {"until": "0001-01-01T00:00:00+14:00"},  # before anything UTC can express
+    ],
+)
+async def test_summary_bad_parameters_are_422(api: httpx.AsyncClient, params: dict[str, str]) -> None:
+    response = await api.get("/usage/summary", params=params)
+    assert response.status_code == 422, response.text
+
+
+async def test_summary_of_extreme_ranges_is_not_an_error(api: httpx.AsyncClient, db: psycopg.Connection[Any]) -> None:
+    insert_usage(db, [UsageRow(occurred_at=at(1, 5))])
+    for since, until in [("0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z"), ("9999-12-31T00:00:00Z", None)]:
+        params = {"since": since} | ({"until": until} if until else {})
+        response = await api.get("/usage/summary", params=params)
+        assert response.status_code in (200, 422), response.text
+    whole = await api.get("/usage/summary", params={"since": "0001-01-01T00:00:00Z", "until": "9999-12-31T23:59:59Z"})
+    assert whole.json()["totals"]["events"] == 1
+
+
+# --- DELETE /reset and /metrics ------------------------------------------------------------------------------------
+
+
+async def test_reset_clears_usage_and_keeps_keys(
+    api: httpx.AsyncClient, db: psycopg.Connection[Any], database_url: str
+) -> None:
+    key = await create_key(api, "stays")
+    insert_usage(db, [UsageRow(occurred_at=at(1, h), key_id=key["id"]) for h in range(5)])
+    db.commit()
+    response = await api.delete("/reset")
+    assert response.status_code == 204
+    with psycopg.connect(database_url) as conn:
+        counts = conn.execute(
+            """SELECT (SELECT count(*) FROM usage_events), (SELECT count(*) FROM usage_rollup_hourly),
+                      (SELECT count(*) FROM usage_rollup_daily), (SELECT count(*) FROM api_keys)"""
+        ).fetchone()
+    assert counts == (0, 0, 0, 1)
+    assert (await api.get("/data")).json() == {"items": [], "next_cursor": None}
+    assert [k["id"] for k in (await api.get("/keys")).json()] == [key["id"]]
+
+
+async def test_metrics_report_recorded_usage(api: httpx.AsyncClient, db: psycopg.Connection[Any]) -> None:
+    insert_usage(db, [UsageRow(occurred_at=at(1, h)) for h in range(7)] + [UsageRow(occurred_at=at(3, 4, 5, 6, 7))])
+    body = (await api.get("/metrics")).json()
+    assert body["db"]["usage_rows"] == 8
+    assert datetime.fromisoformat(body["db"]["last_usage_at"]) == at(3, 4, 5, 6, 7)
+    text = (await api.get("/metrics", headers={"Accept": "text/plain"})).text
+    assert "cg_usage_rows 8.0" in text
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/data"), ("GET", "/usage/summary"), ("POST", "/usage/events"), ("DELETE", "/reset")],
+)
+async def test_usage_routes_need_the_admin_key(api: httpx.AsyncClient, method: str, path: str) -> None:
+    api.headers.pop("X-API-Key")
+    response = await api.request(method, path, headers={"X-API-Key": "wrong"}, json={})
+    assert response.status_code == 401
+    assert response.json() == {"detail": "missing or wrong X-API-Key header"}
