@@ -1,7 +1,8 @@
 """`cg.cost.recorded.<provider>`: the fact the ledger publishes for each newly recorded usage event.
 
 A CloudEvent (`io.costguardian.cost.recorded.v1`) whose id is the usage row's id; a re-publication after a crash
-carries the same `Nats-Msg-Id` (derived from the usage event's source and id), so subscribers see it once. The schema is documented in docs/ledger.md.
+carries the same `Nats-Msg-Id` (derived from the usage event's source and id), so subscribers see it once.
+The schema is documented in docs/ledger.md.
 """
 
 from __future__ import annotations
