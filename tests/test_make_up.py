@@ -26,6 +26,7 @@ import pytest
 
 from cg_common.crypto import fingerprint
 from tests.support.processes import free_port
+from tests.support.usage import usage_event, wait_until
 from tests.test_devstack import REPO_ROOT, environment_without_urls, read_announced, servers_on
 
 ANNOUNCED_NAMES = ("API_URL", "WEB_URL", "NATS_URL", "DATABASE_URL", "REDIS_URL", "API_KEY")
@@ -75,7 +76,10 @@ class Up:
 def make_up(tmp_path: Path, api_port: int) -> Iterator[Up]:
     """`cg-dev up` as `make up` runs it, in a session of its own like a terminal's foreground job."""
     env = environment_without_urls(
-        CG_DATA_DIR=str(tmp_path / "data"), CG_ENV_FILE=str(tmp_path / ".env"), API_PORT=str(api_port)
+        CG_DATA_DIR=str(tmp_path / "data"),
+        CG_ENV_FILE=str(tmp_path / ".env"),
+        API_PORT=str(api_port),
+        LEDGER_PORT=str(free_port()),
     )
     process = subprocess.Popen(
         [Path(sys.executable).with_name("cg-dev"), "up"],
@@ -113,7 +117,7 @@ def wait_for_ping(api_url: str) -> None:
 def ctrl_c_stops_everything(up: Up, data_dir: Path) -> None:
     """SIGINT to the whole foreground job, as a terminal sends it: every service and server exits, none is left."""
     descendants = psutil.Process(up.process.pid).children(recursive=True)
-    assert {"cg-api", "postgres", "nats-server", "redis-server"} <= {_name(p) for p in descendants}
+    assert {"cg-api", "cg-ledger", "postgres", "nats-server", "redis-server"} <= {_name(p) for p in descendants}
     os.killpg(up.process.pid, signal.SIGINT)
     assert up.process.wait(timeout=STOP_TIMEOUT_SECS) == 130
     _, alive = psutil.wait_procs(descendants, timeout=STOP_TIMEOUT_SECS)
@@ -128,7 +132,7 @@ def _name(process: psutil.Process) -> str:
     except psutil.NoSuchProcess:
         return ""
     scripts = [Path(arg).name for arg in cmdline[:2]]
-    return "cg-api" if "cg-api" in scripts else str(process.name())
+    return next((name for name in ("cg-api", "cg-ledger") if name in scripts), str(process.name()))
 
 
 def test_make_up_runs_the_api_on_embedded_servers_and_keeps_data(tmp_path: Path) -> None:
@@ -146,6 +150,15 @@ def test_make_up_runs_the_api_on_embedded_servers_and_keeps_data(tmp_path: Path)
             f"{up.announced['API_URL']}/keys", json={"label": "ci", "api_key": openai_key}, headers=headers
         )
         assert created.status_code == 201, created.text
+        # The whole usage path runs too: api → JetStream → ledger → Postgres → api.
+        event = usage_event(source="//make-up", event_id="first", key_fingerprint=fingerprint(openai_key))
+        sent = httpx.post(f"{up.announced['API_URL']}/usage/events", json=event, headers=headers)
+        assert sent.status_code == 202, sent.text
+        wait_until(
+            lambda: len(httpx.get(f"{up.announced['API_URL']}/data", headers=headers).json()["items"]) == 1,
+            timeout=30,
+            message="the ledger under make up did not record the event",
+        )
         ctrl_c_stops_everything(up, tmp_path / "data")
 
     with make_up(tmp_path, api_port) as again:
@@ -155,6 +168,8 @@ def test_make_up_runs_the_api_on_embedded_servers_and_keeps_data(tmp_path: Path)
         assert listed.status_code == 200, listed.text
         assert [key["label"] for key in listed.json() if key["fingerprint"] == fingerprint(openai_key)] == ["ci"]
         assert openai_key not in listed.text
+        recorded = httpx.get(f"{again.announced['API_URL']}/data", headers=headers).json()["items"]
+        assert [(r["event_id"], r["key_id"]) for r in recorded] == [("first", created.json()["id"])]
         ctrl_c_stops_everything(again, tmp_path / "data")
 
 

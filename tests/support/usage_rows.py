@@ -1,7 +1,7 @@
 """Recorded usage written straight into PostgreSQL, for tests of what the api reads.
 
-`insert_usage` keeps usage_events and both roll-ups consistent, the way the ledger does in its own transaction,
-so that a summary read from the roll-ups can be checked against the raw rows.
+`insert_usage` runs the ledger's own SQL, so usage_events and both roll-ups are consistent exactly as the ledger keeps
+them, and a summary read from the roll-ups can be checked against the raw rows.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
+
+from cg_ledger.store import CREATE_STAGING, RECORD_STAGED, STAGING_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -35,41 +37,20 @@ class UsageRow:
     attributes: dict[str, Any] = field(default_factory=dict)
 
 
-_ROLLUP_UPSERT = """
-INSERT INTO {table} AS r (bucket, key_id, source, provider, model, events, requests, input_tokens,
-                          cached_input_tokens, output_tokens, cost, unpriced_events)
-VALUES ({bucket}, %(key_id)s, %(source)s, %(provider)s, %(model)s, 1, %(requests)s, %(input_tokens)s,
-        %(cached_input_tokens)s, %(output_tokens)s, coalesce(%(cost)s::numeric, 0), (%(cost)s::numeric IS NULL)::int)
-ON CONFLICT ON CONSTRAINT {table}_group DO UPDATE SET
-    events = r.events + 1,
-    requests = r.requests + EXCLUDED.requests,
-    input_tokens = r.input_tokens + EXCLUDED.input_tokens,
-    cached_input_tokens = r.cached_input_tokens + EXCLUDED.cached_input_tokens,
-    output_tokens = r.output_tokens + EXCLUDED.output_tokens,
-    cost = r.cost + EXCLUDED.cost,
-    unpriced_events = r.unpriced_events + EXCLUDED.unpriced_events
-"""
-HOURLY = _ROLLUP_UPSERT.format(table="usage_rollup_hourly", bucket="date_trunc('hour', %(occurred_at)s, 'UTC')")
-DAILY = _ROLLUP_UPSERT.format(table="usage_rollup_daily", bucket="(%(occurred_at)s AT TIME ZONE 'UTC')::date")
-INSERT_EVENT = """
-INSERT INTO usage_events (source, event_id, occurred_at, provider, model, key_id, key_fingerprint, input_tokens,
-                          cached_input_tokens, output_tokens, requests, cost, price_source, attributes)
-VALUES (%(source)s, %(event_id)s, %(occurred_at)s, %(provider)s, %(model)s, %(key_id)s, %(key_fingerprint)s,
-        %(input_tokens)s, %(cached_input_tokens)s, %(output_tokens)s, %(requests)s, %(cost)s, %(price_source)s,
-        %(attributes)s)
-RETURNING id
-"""
-
-
 def insert_usage(conn: psycopg.Connection[Any], rows: Iterable[UsageRow]) -> list[int]:
-    """Record the rows (usage_events plus the matching roll-up rows) in one transaction; returns their ids."""
-    ids = []
+    """Record the rows with the ledger's own SQL (usage_events and both roll-ups, one transaction), so that what the
+    api reads in these tests is exactly what the ledger writes; returns the new ids in the order of `rows`."""
+    rows = list(rows)
     with conn.transaction():
-        for row in rows:
-            params = {**asdict(row), "attributes": Jsonb(row.attributes)}
-            inserted = conn.execute(INSERT_EVENT, params).fetchone()
-            assert inserted is not None
-            ids.append(int(inserted[0]))
-            conn.execute(HOURLY, params)
-            conn.execute(DAILY, params)
-    return ids
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS " + CREATE_STAGING.split("CREATE TEMP TABLE ", 1)[1])
+        with conn.cursor().copy(f"COPY usage_staging ({STAGING_COLUMNS}) FROM STDIN") as copy:
+            for row in rows:
+                values = asdict(row)
+                copy.write_row([*(values[c] for c in COLUMN_ORDER[:-1]), Jsonb(row.attributes)])
+        inserted = conn.execute(RECORD_STAGED).fetchall()
+        conn.execute("TRUNCATE usage_staging")
+    ids = {(r[2], r[3]): int(r[0]) for r in inserted}  # RETURNING id, recorded_at, source, event_id, …
+    return [ids[(row.source, row.event_id)] for row in rows]
+
+
+COLUMN_ORDER = [c.strip() for c in STAGING_COLUMNS.split(",")]

@@ -1,0 +1,101 @@
+"""The ledger as an operator sees it: health and metrics, an outage of Postgres, and a clean stop on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import httpx
+import nats
+import pytest
+
+from cg_common.migrate import apply_migrations
+from cg_common.subjects import USAGE_STREAM
+from cg_devstack.servers import start_postgres
+from tests.support.processes import free_port, running_ledger, start_ledger
+from tests.support.usage import count_rows, encode, usage_event, wait_until
+from tests.test_ledger_bad_input import dead_letters, publish_mixed
+
+
+def events(batch: str, count: int) -> list[bytes]:
+    return [encode(usage_event(source=f"//svc/{batch}", event_id=f"{batch}-{n}")) for n in range(count)]
+
+
+async def ack_floor(nats_url: str) -> tuple[int, int]:
+    """(messages acknowledged by the ledger's consumer, messages delivered but not acknowledged)."""
+    nc = await nats.connect(nats_url)
+    try:
+        info = await nc.jetstream().consumer_info(USAGE_STREAM.name, "ledger")
+        return info.ack_floor.stream_seq if info.ack_floor else 0, info.num_ack_pending or 0
+    finally:
+        await nc.close()
+
+
+def test_health_and_metrics(ledger_env: dict[str, str], tmp_path: Path) -> None:
+    with running_ledger(ledger_env, tmp_path / "ledger.log") as ledger:
+        asyncio.run(publish_mixed(ledger_env["NATS_URL"], [*events("health", 5), b"not an event"], "health"))
+        wait_until(lambda: count_rows(ledger_env["DATABASE_URL"]) == 5, timeout=30, message="not recorded")
+        assert httpx.get(ledger.url + "/healthz").json() == {"status": "ok"}
+        assert httpx.get(ledger.url + "/readyz").json() == {
+            "status": "ok",
+            "checks": {"nats": "ok", "postgres": "ok"},
+        }
+        wait_until(
+            lambda: "cg_ledger_dead_lettered_total 1.0" in httpx.get(ledger.url + "/metrics").text,
+            timeout=10,
+            message="the dead letter is not counted",
+        )
+        metrics = httpx.get(ledger.url + "/metrics").text
+    assert "cg_ledger_events_recorded_total 5.0" in metrics
+    assert "cg_ledger_duplicates_total 0.0" in metrics
+    assert "cg_ledger_lag " in metrics
+    assert "cg_ledger_batch_seconds_bucket" in metrics
+
+
+def test_postgres_outage_holds_messages_back_until_it_returns(ledger_env: dict[str, str], tmp_path: Path) -> None:
+    port = free_port()
+    postgres = start_postgres(tmp_path / "pg", port=port)
+    apply_migrations(postgres.url)
+    env = {**ledger_env, "DATABASE_URL": postgres.url}
+    try:
+        with running_ledger(env, tmp_path / "ledger.log") as ledger:
+            asyncio.run(publish_mixed(env["NATS_URL"], events("before", 50), "before"))
+            wait_until(lambda: count_rows(postgres.url) == 50, timeout=30, message="first events not recorded")
+            acked_before, _ = asyncio.run(ack_floor(env["NATS_URL"]))
+
+            postgres.stop()
+            asyncio.run(publish_mixed(env["NATS_URL"], events("during", 50), "during"))
+            time.sleep(3)
+            # Nothing of what arrived during the outage was acknowledged, nor dead-lettered: it is all still owed.
+            assert asyncio.run(ack_floor(env["NATS_URL"]))[0] == acked_before
+            assert asyncio.run(dead_letters(env["NATS_URL"])) == []
+            assert ledger.process.poll() is None
+            assert httpx.get(ledger.url + "/readyz").status_code == 503
+
+            postgres = start_postgres(tmp_path / "pg", port=port)
+            wait_until(lambda: count_rows(postgres.url) == 100, timeout=60, message="the ledger did not resume")
+            assert httpx.get(ledger.url + "/readyz").status_code == 200
+        assert count_rows(postgres.url, "event_id LIKE %s", ("during-%",)) == 50
+    finally:
+        postgres.stop()
+
+
+@pytest.mark.parametrize("batch_size", ["50"])
+def test_sigterm_finishes_the_batch_in_hand_and_exits_cleanly(
+    ledger_env: dict[str, str], tmp_path: Path, batch_size: str
+) -> None:
+    total = 5000
+    asyncio.run(publish_mixed(ledger_env["NATS_URL"], events("drain", total), "drain"))
+    env = {**ledger_env, "LEDGER_BATCH_SIZE": batch_size}
+    ledger = start_ledger(env, tmp_path / "ledger.log")
+    wait_until(lambda: count_rows(env["DATABASE_URL"]) > 0, timeout=30, message="nothing recorded")
+    started = time.monotonic()
+    assert ledger.stop(timeout=10) == 0
+    assert time.monotonic() - started < 5
+    _acked, pending = asyncio.run(ack_floor(env["NATS_URL"]))
+    assert pending == 0, "the ledger left delivered messages unacknowledged"
+    assert "ledger stopped" in ledger.log_text()
+
+    with running_ledger(env, tmp_path / "ledger.log"):
+        wait_until(lambda: count_rows(env["DATABASE_URL"]) == total, timeout=60, message="events lost in the stop")
