@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 from datetime import UTC, datetime
@@ -10,11 +11,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import nats
 import psycopg
 from genai_prices import Usage, calc_price
 
 from cg_common.db import open_pool
 from cg_common.pricing import Pricer
+from cg_common.subjects import COST_STREAM
 from cg_ledger.reprice import reprice
 from tests.support.prices import CUSTOM, prices_from
 from tests.support.processes import running_ledger, script
@@ -34,6 +37,18 @@ KNOWN = [
 def reference(model: str, input_tokens: int, cached: int, output: int, at: datetime = WHEN) -> Decimal:
     usage = Usage(input_tokens=input_tokens, cache_read_tokens=cached, output_tokens=output)
     return calc_price(usage, model, provider_id="openai", genai_request_timestamp=at).total_price
+
+
+async def cost_messages(nats_url: str) -> list[dict[str, Any]]:
+    """Every cg.cost.recorded message, as subscribers read it."""
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        state = (await js.stream_info(COST_STREAM.name)).state
+        raw = [await js.get_msg(COST_STREAM.name, seq) for seq in range(state.first_seq, state.last_seq + 1)]
+        return [json.loads(m.data or b"") for m in raw]
+    finally:
+        await nc.close()
 
 
 def stored(database_url: str) -> dict[str, dict[str, Any]]:
@@ -82,6 +97,18 @@ def test_costs_equal_genai_prices_and_unknown_models_wait_for_reprice(
         wait_until(lambda: count_rows(database_url) == len(events), timeout=30, message="events not recorded")
 
     rows = stored(database_url)
+    messages = asyncio.run(cost_messages(ledger_env["NATS_URL"]))
+    assert len(messages) == len(events)
+    published = {m["data"]["event"]["id"]: m for m in messages}
+    first = published["gpt-4o"]
+    assert first["type"] == "io.costguardian.cost.recorded.v1"
+    assert first["source"] == "//cost-guardian/ledger"
+    assert first["data"]["occurred_at"] == "2026-11-20T15:30:00Z"
+    assert first["data"]["cost"] == str(reference("gpt-4o", 3_000, 0, 1_500).normalize())
+    assert (first["data"]["priced"], first["data"]["currency"]) == (True, "USD")
+    assert (first["data"]["input_tokens"], first["data"]["output_tokens"]) == (3_000, 1_500)
+    assert published["new-model"]["data"]["cost"] is None
+    assert published["new-model"]["data"]["priced"] is False
     for model, i, c, o in KNOWN:
         assert rows[model]["cost"] == reference(model, i, c, o), model
         assert rows[model]["price_source"].startswith("genai-prices ")

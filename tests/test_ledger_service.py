@@ -8,7 +8,6 @@ from pathlib import Path
 
 import httpx
 import nats
-import pytest
 
 from cg_common.migrate import apply_migrations
 from cg_common.subjects import USAGE_STREAM
@@ -81,21 +80,19 @@ def test_postgres_outage_holds_messages_back_until_it_returns(ledger_env: dict[s
         postgres.stop()
 
 
-@pytest.mark.parametrize("batch_size", ["50"])
-def test_sigterm_finishes_the_batch_in_hand_and_exits_cleanly(
-    ledger_env: dict[str, str], tmp_path: Path, batch_size: str
-) -> None:
+def test_sigterm_finishes_the_batch_in_hand_and_exits_cleanly(ledger_env: dict[str, str], tmp_path: Path) -> None:
     total = 5000
     asyncio.run(publish_mixed(ledger_env["NATS_URL"], events("drain", total), "drain"))
-    env = {**ledger_env, "LEDGER_BATCH_SIZE": batch_size}
+    # A long ack wait: a message the stopping ledger held without handing it back would stall the restart for a minute.
+    env = {**ledger_env, "LEDGER_BATCH_SIZE": "50", "LEDGER_ACK_WAIT_SECS": "60"}
     ledger = start_ledger(env, tmp_path / "ledger.log")
     wait_until(lambda: count_rows(env["DATABASE_URL"]) > 0, timeout=30, message="nothing recorded")
     started = time.monotonic()
     assert ledger.stop(timeout=10) == 0
     assert time.monotonic() - started < 5
-    _acked, pending = asyncio.run(ack_floor(env["NATS_URL"]))
-    assert pending == 0, "the ledger left delivered messages unacknowledged"
     assert "ledger stopped" in ledger.log_text()
+    recorded_at_stop = count_rows(env["DATABASE_URL"])
+    assert recorded_at_stop < total
 
     with running_ledger(env, tmp_path / "ledger.log"):
-        wait_until(lambda: count_rows(env["DATABASE_URL"]) == total, timeout=60, message="events lost in the stop")
+        wait_until(lambda: count_rows(env["DATABASE_URL"]) == total, timeout=30, message="events held back by the stop")

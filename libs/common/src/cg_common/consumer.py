@@ -83,6 +83,7 @@ class ConsumerSpec:
     fetch_timeout_secs: float = 1.0
     ack_wait_secs: float = 30.0
     max_ack_pending: int = 20_000
+    max_in_flight: int = 2  # batches handled at once by one replica
     max_attempts: int = 5  # failures of one message, handled alone, before it is dead-lettered
     # Deliveries after which a message is dead-lettered whatever else is known: a message that kills the process
     # before any failure can be counted must still stop coming back. Transient back-offs count here too, hence high.
@@ -125,6 +126,7 @@ class Consumer:
         # Failures per stream sequence, counted here rather than from JetStream's delivery count, which also grows
         # with every back-off during an outage and would dead-letter good messages after one.
         self._failures: OrderedDict[int, int] = OrderedDict()
+        self._transient_streak = 0
         self.stats = ConsumerStats()
 
     def stop(self) -> None:
@@ -135,22 +137,47 @@ class Consumer:
         subscription = await self._js.pull_subscribe(
             spec.filter_subject, durable=spec.durable, stream=spec.stream, config=spec.consumer_config()
         )
-        transient_streak = 0
+        # Work overlaps waiting: the next batch is fetched while earlier ones are handled, and up to `max_in_flight`
+        # batches are handled at once, so that one batch's parsing runs while another waits for its commit.
+        slots = asyncio.Semaphore(spec.max_in_flight)
+        in_flight: set[asyncio.Task[None]] = set()
+        upcoming = asyncio.create_task(self._fetch(subscription))
         try:
             while not self._stopping.is_set():
-                try:
-                    messages = await subscription.fetch(spec.batch_size, timeout=spec.fetch_timeout_secs)
-                except (NatsTimeoutError, TimeoutError):
+                messages = await upcoming
+                upcoming = asyncio.create_task(self._fetch(subscription))
+                if not messages:
                     continue
-                try:
-                    await self._process(messages)
-                    transient_streak = 0
-                except TransientError as error:
-                    transient_streak += 1
-                    await self._back_off(messages, error, transient_streak)
+                await slots.acquire()
+                task = asyncio.create_task(self._handle(messages, slots))
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
         finally:
+            await asyncio.gather(*in_flight, return_exceptions=True)
+            # A batch fetched but not handled goes straight back, for another replica or the next start.
+            for message in await upcoming:
+                with contextlib.suppress(Exception):
+                    await message.nak()
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()
+
+    async def _handle(self, messages: Sequence[Msg], slots: asyncio.Semaphore) -> None:
+        try:
+            await self._process(messages)
+            self._transient_streak = 0
+        except TransientError as error:
+            self._transient_streak += 1
+            await self._back_off(messages, error, self._transient_streak)
+        except Exception:
+            log.exception("batch could not be settled; JetStream will redeliver it")
+        finally:
+            slots.release()
+
+    async def _fetch(self, subscription: JetStreamContext.PullSubscription) -> list[Msg]:
+        try:
+            return await subscription.fetch(self._spec.batch_size, timeout=self._spec.fetch_timeout_secs)
+        except (NatsTimeoutError, TimeoutError):
+            return []
 
     async def _process(self, messages: Sequence[Msg]) -> None:
         worn_out = [m for m in messages if m.metadata.num_delivered > self._spec.max_deliveries]

@@ -54,9 +54,8 @@ async def publish_all(
         try:
             for index in waiting:
                 message = messages[index]
-                futures[index] = await js.publish_async(
-                    message.subject, message.payload, headers=message.all_headers(), wait_stall=ack_wait_secs
-                )
+                # No wait_stall: with one, nats-py wraps every publish in asyncio.wait_for, a task per message.
+                futures[index] = await js.publish_async(message.subject, message.payload, headers=message.all_headers())
         except (NatsError, JetStreamError, TimeoutError) as error:
             last_error = error
         if futures:

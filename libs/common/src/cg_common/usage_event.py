@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
+import orjson
 from cloudevents.core.exceptions import BaseCloudEventException
-from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
+from dateutil.parser import isoparse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 USAGE_EVENT_TYPE = "io.costguardian.usage.v1"
@@ -33,8 +34,6 @@ OTEL_ALIASES = {
     "gen_ai.provider.name": "provider",
     "gen_ai.system": "provider",
 }
-
-_json_format = JSONFormat()
 
 TokenCount = Annotated[int, Field(ge=0, le=MAX_TOKENS)]
 AttributeValue = Annotated[str, StringConstraints(max_length=256)] | int | float | bool
@@ -96,18 +95,15 @@ def parse_usage_event(raw: bytes, *, now: datetime | None = None) -> UsageEvent:
     """Parse and check one structured-mode CloudEvent; raises InvalidEventError naming what is wrong."""
     if len(raw) > MAX_EVENT_BYTES:
         raise InvalidEventError(f"event is {len(raw)} bytes; the limit is {MAX_EVENT_BYTES}")
+    attributes, data = _read_structured(raw)
     try:
-        event = _json_format.read(_received_event, raw)
-    except InvalidEventError:
-        raise
+        event = CloudEvent(attributes, data)  # the SDK checks the attributes (types, names, specversion)
     except BaseCloudEventException as error:
         raise InvalidEventError(_one_line(str(error))) from None
-    except (ValueError, TypeError, AttributeError) as error:  # not JSON, or JSON that is not an object
-        raise InvalidEventError(f"not a structured CloudEvent in JSON: {type(error).__name__}") from None
+    stamped = "time" in attributes
     attributes = event.get_attributes()
     _check_envelope(attributes)
-    time = _utc(attributes["time"] if attributes.get(_TIME_GIVEN) else None, now or datetime.now(UTC))
-    data = event.get_data()
+    time = _utc(attributes["time"], now or datetime.now(UTC)) if stamped else None
     if not isinstance(data, dict):
         raise InvalidEventError("data must be a JSON object")
     try:
@@ -117,17 +113,38 @@ def parse_usage_event(raw: bytes, *, now: datetime | None = None) -> UsageEvent:
     return UsageEvent(source=attributes["source"], id=attributes["id"], time=time, data=usage)
 
 
-_TIME_GIVEN = "cgtimegiven"  # marks, inside this module only, that the producer stamped the event
-
-
-def _received_event(attributes: dict[str, Any], data: Any) -> CloudEvent:
-    """The SDK's CloudEvent, minus its sender-side defaults: a missing id or specversion would otherwise become a
-    fresh UUID or "1.0", and a re-sent event would be counted twice."""
+def _read_structured(raw: bytes) -> tuple[dict[str, Any], Any]:
+    """The JSON format's reading (what the SDK's JSONFormat.read does) done here, for two reasons: the SDK's
+    CloudEvent fills a missing id with a fresh UUID and a missing time with now (a re-sent event would then count
+    twice), and its dateutil time parsing is a third of the cost on the ledger's hot path."""
+    try:
+        attributes = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise InvalidEventError("not a structured CloudEvent in JSON: the body is not valid JSON") from None
+    if not isinstance(attributes, dict):
+        raise InvalidEventError("not a structured CloudEvent in JSON: not a JSON object")
     missing = [name for name in ("specversion", "id", "source", "type") if name not in attributes]
     if missing:
         raise InvalidEventError(f"missing required attribute{'s' if len(missing) > 1 else ''}: {', '.join(missing)}")
-    attributes[_TIME_GIVEN] = "time" in attributes  # overwrites any producer's own attribute of that name
-    return CloudEvent(attributes, data)
+    if "data_base64" in attributes:
+        raise InvalidEventError("data must be a JSON object, not data_base64")
+    data = attributes.pop("data", None)
+    if "time" in attributes:
+        attributes["time"] = _timestamp(attributes["time"])
+    return attributes, data
+
+
+def _timestamp(value: object) -> datetime:
+    if not isinstance(value, str):
+        raise InvalidEventError("time must be an RFC 3339 timestamp with a time zone")
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        pass
+    try:
+        return isoparse(value)  # what the SDK uses: RFC 3339 forms fromisoformat does not take (e.g. 9 digits)
+    except (ValueError, OverflowError):
+        raise InvalidEventError("time must be an RFC 3339 timestamp with a time zone") from None
 
 
 def _check_envelope(attributes: dict[str, Any]) -> None:

@@ -25,7 +25,7 @@ from cg_common.publishing import PublishError, publish_all
 from cg_common.usage_event import InvalidEventError, UsageEvent, parse_usage_event
 from cg_ledger import metrics
 from cg_ledger.cost_events import cost_recorded_message
-from cg_ledger.store import UsageRow, record_usage, recorded
+from cg_ledger.store import UsageRow, record_usage, recorded, stored_row
 
 # Faults of the database or the network rather than of the data: the batch is retried as it is.
 TRANSIENT_DB_ERRORS = (
@@ -61,9 +61,9 @@ class UsageRecorder:
             rows.setdefault(identity, self._row(event, message))
             if message.metadata.num_delivered > 1:
                 redelivered.add(identity)
-        stored = await self._store(list(rows.values()), redelivered)
+        stored = await self._store(rows, redelivered)
         try:
-            await publish_all(self._js, [cost_recorded_message(row) for row in stored])
+            await publish_all(self._js, [cost_recorded_message(row, result) for row, result in stored])
         except PublishError as error:
             raise TransientError(f"cost.recorded not acknowledged: {error}") from error
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
@@ -99,17 +99,21 @@ class UsageRecorder:
             attributes=dict(data.attributes),
         )
 
-    async def _store(self, rows: list[UsageRow], redelivered: set[tuple[str, str]]) -> list[dict[str, Any]]:
+    async def _store(
+        self, rows: dict[tuple[str, str], UsageRow], redelivered: set[tuple[str, str]]
+    ) -> list[tuple[UsageRow, dict[str, Any]]]:
         """Commit the new rows; returns the rows to publish: the new ones, plus the already stored rows of
         redelivered messages (their first publication may have been lost in the crash that caused redelivery)."""
         try:
             async with self._db.connection() as conn, conn.transaction():
-                inserted = await record_usage(conn, rows)
+                inserted = await record_usage(conn, list(rows.values()))
                 again = redelivered - {(r["source"], r["event_id"]) for r in inserted}
                 earlier = await recorded(conn, sorted(again))
         except TRANSIENT_DB_ERRORS as error:
             raise TransientError(f"{type(error).__name__}: {error}") from error
-        metrics.EVENTS_RECORDED.inc(len(inserted))
-        metrics.DUPLICATES.inc(len(rows) - len(inserted))
-        metrics.UNPRICED.inc(sum(1 for r in inserted if r["cost"] is None))
-        return [*inserted, *earlier]
+        new = [(rows[(r["source"], r["event_id"])], r) for r in inserted]
+        metrics.EVENTS_RECORDED.inc(len(new))
+        metrics.DUPLICATES.inc(len(rows) - len(new))
+        metrics.UNPRICED.inc(sum(1 for row, _ in new if row.cost is None))
+        # As first recorded, not as in this message: a re-send may differ, the first recording is what counts.
+        return [*new, *((stored_row(r), r) for r in earlier)]

@@ -91,7 +91,7 @@ daily AS (
     FROM inserted GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
     ON CONFLICT ON CONSTRAINT usage_rollup_daily_group DO UPDATE SET {ROLLUP_ADD.format(t="usage_rollup_daily")}
 )
-SELECT * FROM inserted
+SELECT id, recorded_at, source, event_id, key_id, key_fingerprint FROM inserted
 """  # noqa: S608 - composed from constants only
 
 
@@ -102,8 +102,9 @@ async def create_staging_table(conn: Connection) -> None:
 
 
 async def record_usage(conn: Connection, rows: Sequence[UsageRow]) -> list[dict[str, Any]]:
-    """Store what is new among `rows` and update the roll-ups; returns the rows inserted now (with id and
-    recorded_at). Runs inside the caller's transaction: nothing is visible until the caller commits."""
+    """Store what is new among `rows` and update the roll-ups; returns, for each row inserted now, what only the
+    database knows: id, recorded_at, and the key it was attributed to (with source and event_id to match it up).
+    Runs inside the caller's transaction: nothing is visible until the caller commits."""
     if not rows:
         return []
     async with conn.cursor().copy(f"COPY usage_staging ({STAGING_COLUMNS}) FROM STDIN") as copy:
@@ -209,3 +210,8 @@ async def apply_reprices(conn: Connection, changes: Sequence[Repriced]) -> None:
                 [(c.new_cost is None) - (c.old_cost is None) for c in changes],
             ),
         )
+
+
+def stored_row(row: dict[str, Any]) -> UsageRow:
+    """A stored usage row (as `recorded` returns it) in the shape of the rows the ledger writes."""
+    return UsageRow(**{name: row[name] for name in UsageRow.__dataclass_fields__})

@@ -1,0 +1,659 @@
+"""End-to-end ingest: 200,000 usage events waiting in JetStream, recorded by `cg-ledger run` (one, then two replicas).
+
+The events are published before any ledger starts, so the ledger drains a full stream at its own pace and the time
+from its readiness until Postgres holds every event is its throughput. Baselines, on the same servers and the same
+messages: a bare JetStream pull consumer that only acknowledges (the ceiling of the messaging side), binary COPY of
+the same rows, already parsed and priced (the ceiling of the database side), the ledger's own SQL path without NATS,
+the Python parse + price cost of an event, and publishing (the ledger publishes one `cg.cost.recorded` per event).
+CPU seconds of every process show where the time goes.
+
+The benchmark empties JetStream streams and deletes consumers, so it never runs against a NATS it did not start: with
+NATS_URL set, it starts a private embedded nats-server for itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import nats
+import psycopg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.api import StreamConfig
+from nats.js.errors import NotFoundError
+from psycopg.rows import dict_row
+
+from bench import profile
+from bench.support import CpuMeter, drop_database, fake_keys, fmt_cpu, fresh_database, per_thousand, say, store_keys
+from cg_common.crypto import fingerprint
+from cg_common.messaging import ensure_streams, stream_configs
+from cg_common.pricing import Price, Pricer
+from cg_common.publishing import MSG_ID_HEADER, Outgoing, publish_all
+from cg_common.subjects import COST_STREAM, DLQ_STREAM, USAGE, USAGE_STREAM
+from cg_common.usage_event import UsageEvent, parse_usage_event
+from cg_common.usage_publisher import usage_msg_id
+from cg_devstack.nats_server import start_nats
+from cg_devstack.servers import Stack
+from cg_ledger.service import usage_consumer_spec
+from cg_ledger.settings import LedgerSettings
+from cg_ledger.store import UsageRow, create_staging_table, record_usage
+from tests.support.processes import ServiceProcess, start_ledger
+from tests.support.usage import usage_event
+
+NAME = "ingest"
+EVENTS = 200_000
+MODELS = ("gpt-4o-mini-2024-07-18", "gpt-4o-2024-08-06", "gpt-4.1-mini", "o3-mini", "gpt-3.5-turbo")
+SOURCES = 30
+DAYS = 30
+STORED_KEYS = 20
+UNKNOWN_KEYS = 5  # fingerprints no stored key has: attributed to nothing, like usage of keys we do not hold
+SUBJECT = f"{USAGE}.bench"
+PUBLISH_CHUNK = 4_000
+SCRATCH_STREAM = "BENCH_PUBLISH"  # for the second publish baseline, deleted after it
+COPY_BATCH = 1_000
+REPLICAS = (1, 2)
+POLL_SECS = 0.1
+DRAIN_TIMEOUT_SECS = 600.0
+CORES = os.cpu_count() or 1
+# The consumer the ledger runs, exactly: its defaults, whatever they become (no environment is read here).
+LEDGER_SPEC = usage_consumer_spec(
+    LedgerSettings.model_construct(nats_url="nats://-", database_url="postgresql://-", redis_url="redis://-")
+)
+COLUMNS = (
+    "source, event_id, occurred_at, provider, model, key_id, key_fingerprint, input_tokens, cached_input_tokens, "
+    "output_tokens, requests, cost, price_source, attributes"
+)
+BINARY_TYPES = ["text", "text", "timestamptz", "text", "text", "int8", "text"]
+BINARY_TYPES += ["int8", "int8", "int8", "int8", "numeric", "text", "jsonb"]
+Parsed = list[tuple[UsageEvent, Price]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Servers:
+    nats_url: str
+    nats_pid: int
+    postgres_pid: int | None  # None: a server this run did not start, whose processes it cannot watch
+
+    def meter(self, **processes: Sequence[int]) -> CpuMeter:
+        """CPU of these processes plus both servers'."""
+        pg = [self.postgres_pid] if self.postgres_pid is not None else None
+        return CpuMeter({**processes, "postgres": pg, "nats": [self.nats_pid]})
+
+
+def run(
+    stack: Stack, work_dir: Path, master_key: str, *, py_spy: str | None = None, profile_dir: Path | None = None
+) -> dict[str, Any]:
+    rng = random.Random(20261126)
+    result: dict[str, Any] = {"events": EVENTS, "batch_size": LEDGER_SPEC.batch_size}
+    with _nats_for_ingest(stack, work_dir) as (nats_url, nats_pid):
+        postgres = stack.servers.get("postgres")
+        servers = Servers(nats_url, nats_pid, postgres.pid if postgres else None)
+        plain_keys = fake_keys(STORED_KEYS + UNKNOWN_KEYS)  # the first STORED_KEYS are stored in each database
+        keys_to_store = (master_key, plain_keys[:STORED_KEYS])
+        events = make_events(EVENTS, rng, [fingerprint(k) for k in plain_keys])
+        payloads = [json.dumps(e).encode() for e in events]
+        say(NAME, f"{EVENTS:,} events made ({sum(map(len, payloads)) / EVENTS:.0f} bytes each); publishing")
+        result["publish"] = asyncio.run(_publish(servers, events, payloads))
+        say(NAME, f"published at {result['publish']['rate']:,.0f} msgs/s")
+        result["publish_bare"] = asyncio.run(_publish_bare(servers, events, payloads))
+        say(NAME, f"bare publish_async: {result['publish_bare']['rate']:,.0f} msgs/s")
+
+        result["raw_consume"] = asyncio.run(_raw_consume(servers))
+        say(NAME, f"baseline (a) raw JetStream consume + ack: {result['raw_consume']['rate']:,.0f} msgs/s")
+
+        parsed, result["parse_price"] = _parse_and_price(payloads)
+        figures = result["parse_price"]
+        say(NAME, f"parse {figures['parse_us']:.1f} µs + price {figures['price_us']:.1f} µs an event, one core")
+
+        copy_db = fresh_database(stack.database_url)
+        try:
+            keys = store_keys(copy_db, *keys_to_store)
+            result["copy"] = _copy_baselines(copy_db, parsed, {key.fingerprint: key.id for key in keys}, servers)
+            result["store_path"] = asyncio.run(_store_path(copy_db, parsed, servers))
+            say(NAME, f"ledger SQL path alone (record_usage): {result['store_path']['rate']:,.0f} rows/s")
+        finally:
+            drop_database(stack.database_url, copy_db)
+
+        result["ledger"] = {}
+        for replicas in REPLICAS:
+            result["ledger"][replicas] = figures = _ledger_run(stack, servers, work_dir, replicas, keys_to_store)
+            say(NAME, f"ledger ×{replicas}: {figures['rate']:,.0f} events/s ({figures['seconds']:.1f} s from ready)")
+        if py_spy and profile_dir:
+            result["profile"] = _profiled_run(stack, servers, work_dir, keys_to_store, py_spy, profile_dir)
+    slower = min(result["raw_consume"]["rate"], result["copy"]["usage_events"]["rate"])
+    result["slower_baseline"] = slower
+    result["target_ratio"] = result["ledger"][1]["rate"] / slower
+    result["scaling"] = result["ledger"][2]["rate"] / result["ledger"][1]["rate"]
+    return result
+
+
+def make_events(count: int, rng: random.Random, fingerprints: Sequence[str]) -> list[dict[str, Any]]:
+    """Valid usage events: 5 OpenAI models, random tokens (cached ≤ input), 30 sources, 30 days up to now."""
+    end = datetime.now(UTC) - timedelta(minutes=1)
+    span = DAYS * 86_400
+    events = []
+    for n in range(count):
+        input_tokens = rng.randint(0, 20_000)
+        events.append(
+            usage_event(
+                source=f"//service-{rng.randrange(SOURCES)}/prod",
+                event_id=f"bench-{n}",
+                model=rng.choice(MODELS),
+                input_tokens=input_tokens,
+                cached_input_tokens=rng.randint(0, input_tokens) if rng.random() < 0.5 else 0,
+                output_tokens=rng.randint(0, 4_000),
+                time_=end - timedelta(seconds=rng.uniform(0, span)),
+                key_fingerprint=rng.choice(fingerprints),
+                attributes={"team": f"team-{n % 7}"},
+            )
+        )
+    return events
+
+
+@contextlib.contextmanager
+def _nats_for_ingest(stack: Stack, work_dir: Path) -> Iterator[tuple[str, int]]:
+    """The stack's nats-server when this run started it, else a private one: streams are emptied here."""
+    if "nats" in stack.servers:
+        yield stack.nats_url, stack.servers["nats"].pid
+        return
+    say(NAME, "NATS_URL is set: starting a private nats-server, since this benchmark empties streams")
+    server = start_nats(work_dir / "ingest-servers")
+    try:
+        yield server.url, server.pid
+    finally:
+        server.stop()
+
+
+async def _reset_streams(nats_url: str, *, usage_too: bool) -> None:
+    """No consumers, and no cost or DLQ stream (the ledger creates them afresh: new de-duplication windows too)."""
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        await ensure_streams(js, stream_configs(replicas=1, probe_interval_secs=300))
+        for consumer in await js.consumers_info(USAGE_STREAM.name):
+            await js.delete_consumer(USAGE_STREAM.name, consumer.name)
+        if usage_too:
+            await js.purge_stream(USAGE_STREAM.name)
+        for spec in (COST_STREAM, DLQ_STREAM):
+            with contextlib.suppress(NotFoundError):
+                await js.delete_stream(spec.name)
+        await ensure_streams(js, stream_configs(replicas=1, probe_interval_secs=300))
+    finally:
+        await nc.close()
+
+
+def _figures(count: int, seconds: float, client_cpu: float, cpu: dict[str, float | None]) -> dict[str, Any]:
+    per_1000 = {name: per_thousand(value, count) for name, value in cpu.items()}
+    return {
+        "seconds": seconds,
+        "rate": count / seconds,
+        "cpu_per_1000": {"client": client_cpu / count * 1000, **per_1000},
+    }
+
+
+async def _publish(servers: Servers, events: Sequence[dict[str, Any]], payloads: Sequence[bytes]) -> dict[str, Any]:
+    """The 200,000 events into CG_USAGE with `publish_all` (what the api and the ledger publish with)."""
+    await _reset_streams(servers.nats_url, usage_too=True)
+    outgoing = [
+        Outgoing(SUBJECT, payload, msg_id=usage_msg_id(event["source"], event["id"]))
+        for event, payload in zip(events, payloads, strict=True)
+    ]
+    nc = await nats.connect(servers.nats_url)
+    meter = servers.meter()
+    try:
+        js = nc.jetstream()
+        meter.start()
+        cpu_started, started = time.process_time(), time.perf_counter()
+        for start in range(0, len(outgoing), PUBLISH_CHUNK):
+            await publish_all(js, outgoing[start : start + PUBLISH_CHUNK])
+        seconds, client_cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        cpu = meter.stop()
+        stored = (await js.stream_info(USAGE_STREAM.name)).state.messages
+    finally:
+        await nc.close()
+    if stored != len(outgoing):
+        raise RuntimeError(f"CG_USAGE holds {stored} messages after publishing {len(outgoing)}")
+    return _figures(len(outgoing), seconds, client_cpu, cpu)
+
+
+async def _publish_bare(
+    servers: Servers, events: Sequence[dict[str, Any]], payloads: Sequence[bytes]
+) -> dict[str, Any]:
+    """The same messages, ids and chunks with nats-py's `publish_async` alone (no `wait_stall`, no re-send
+    bookkeeping), into a scratch stream: what `publish_all` adds to the bare client."""
+    nc = await nats.connect(servers.nats_url)
+    meter = servers.meter()
+    try:
+        js = nc.jetstream()
+        await js.add_stream(StreamConfig(name=SCRATCH_STREAM, subjects=["bench.publish.>"], duplicate_window=120))
+        meter.start()
+        cpu_started, started = time.process_time(), time.perf_counter()
+        for start in range(0, len(payloads), PUBLISH_CHUNK):
+            futures = [
+                await js.publish_async(
+                    "bench.publish.usage", payload, headers={MSG_ID_HEADER: usage_msg_id(event["source"], event["id"])}
+                )
+                for event, payload in zip(
+                    events[start : start + PUBLISH_CHUNK], payloads[start : start + PUBLISH_CHUNK], strict=True
+                )
+            ]
+            await asyncio.gather(*futures)
+        seconds, client_cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        cpu = meter.stop()
+        stored = (await js.stream_info(SCRATCH_STREAM)).state.messages
+        await js.delete_stream(SCRATCH_STREAM)
+    finally:
+        await nc.close()
+    if stored != len(payloads):
+        raise RuntimeError(f"{SCRATCH_STREAM} holds {stored} messages after publishing {len(payloads)}")
+    return _figures(len(payloads), seconds, client_cpu, cpu)
+
+
+async def _raw_consume(servers: Servers) -> dict[str, Any]:
+    """Baseline (a): the ledger's consumer (same config, batch size, fetch timeout), fetch + ack, nothing else."""
+    spec = dataclasses.replace(LEDGER_SPEC, durable="bench-raw")
+    nc = await nats.connect(servers.nats_url)
+    meter = servers.meter()
+    try:
+        js = nc.jetstream()
+        subscription = await js.pull_subscribe(
+            spec.filter_subject, durable=spec.durable, stream=spec.stream, config=spec.consumer_config()
+        )
+        meter.start()
+        cpu_started, started = time.process_time(), time.perf_counter()
+        received = 0
+        while received < EVENTS:
+            try:
+                messages = await subscription.fetch(spec.batch_size, timeout=spec.fetch_timeout_secs)
+            except (NatsTimeoutError, TimeoutError):
+                continue
+            for message in messages:
+                await message.ack()
+            received += len(messages)
+        await nc.flush()
+        seconds, client_cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        cpu = meter.stop()
+        info = await js.consumer_info(spec.stream, spec.durable)
+        await subscription.unsubscribe()
+        await js.delete_consumer(spec.stream, spec.durable)
+    finally:
+        await nc.close()
+    if info.num_ack_pending:
+        raise RuntimeError(f"raw consumer left {info.num_ack_pending} messages unacknowledged")
+    return _figures(received, seconds, client_cpu, cpu)
+
+
+def _parse_and_price(payloads: Sequence[bytes]) -> tuple[Parsed, dict[str, Any]]:
+    """What the ledger's Python does per event before SQL: parse_usage_event, then Pricer.price; timed apart."""
+    started = time.process_time()
+    events = [parse_usage_event(payload) for payload in payloads]
+    parse_secs = time.process_time() - started
+    pricer = Pricer()
+    started = time.process_time()
+    prices = [
+        pricer.price(
+            event.data.provider,
+            event.data.model,
+            event.time or datetime.now(UTC),
+            input_tokens=event.data.input_tokens,
+            cached_input_tokens=event.data.cached_input_tokens,
+            output_tokens=event.data.output_tokens,
+            requests=event.data.requests,
+        )
+        for event in events
+    ]
+    price_secs = time.process_time() - started
+    unpriced = sum(1 for price in prices if price.cost is None)
+    if unpriced:
+        raise RuntimeError(f"{unpriced} bench events have no price: the model list needs updating")
+    timing = {"parse_us": parse_secs / len(events) * 1e6, "price_us": price_secs / len(events) * 1e6}
+    return list(zip(events, prices, strict=True)), timing
+
+
+def _usage_row(event: UsageEvent, price: Price, key_id: int | None) -> UsageRow:
+    data = event.data
+    return UsageRow(
+        source=event.source,
+        event_id=event.id,
+        occurred_at=event.time or datetime.now(UTC),
+        provider=data.provider,
+        model=data.model,
+        key_id=key_id,
+        key_fingerprint=data.key_fingerprint,
+        input_tokens=data.input_tokens,
+        cached_input_tokens=data.cached_input_tokens,
+        output_tokens=data.output_tokens,
+        requests=data.requests,
+        cost=price.cost,
+        price_source=price.source,
+        attributes=dict(data.attributes),
+    )
+
+
+def _copy_tuple(row: UsageRow) -> tuple[Any, ...]:
+    return tuple(getattr(row, column.strip()) for column in COLUMNS.split(","))
+
+
+def _copy_baselines(database_url: str, parsed: Parsed, key_of: dict[str, int], servers: Servers) -> dict[str, Any]:
+    """Baseline (b): the rows, parsed, priced and attributed to their key, written by binary COPY in the ledger's
+    batch size, one commit per batch as the ledger commits: into a plain table with usage_events' columns, the same
+    with the unique (source, event_id) index, and usage_events itself with all its indexes (emptied before)."""
+    rows = [
+        _copy_tuple(_usage_row(event, price, key_of.get(event.data.key_fingerprint or ""))) for event, price in parsed
+    ]
+    like = "(LIKE usage_events INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING CONSTRAINTS)"
+    results = {}
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f"CREATE TABLE bench_plain {like}")
+        conn.execute(f"CREATE TABLE bench_unique {like}")
+        conn.execute("CREATE UNIQUE INDEX ON bench_unique (source, event_id)")
+        for name, table in (("plain", "bench_plain"), ("unique", "bench_unique"), ("usage_events", "usage_events")):
+            conn.execute("TRUNCATE usage_events, usage_rollup_hourly, usage_rollup_daily")
+            conn.execute("CHECKPOINT")
+            results[name] = _copy_into(conn, table, rows, servers)
+            say(NAME, f"baseline (b) binary COPY into {table}: {results[name]['rate']:,.0f} rows/s")
+        conn.execute("DROP TABLE bench_plain, bench_unique")
+        conn.execute("TRUNCATE usage_events, usage_rollup_hourly, usage_rollup_daily")
+        conn.execute("CHECKPOINT")
+    return results
+
+
+def _copy_into(
+    conn: psycopg.Connection[Any], table: str, rows: Sequence[tuple[Any, ...]], servers: Servers
+) -> dict[str, Any]:
+    meter = servers.meter()
+    meter.start()
+    cpu_started, started = time.process_time(), time.perf_counter()
+    for start in range(0, len(rows), COPY_BATCH):
+        with conn.transaction(), conn.cursor().copy(f"COPY {table} ({COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(BINARY_TYPES)
+            for row in rows[start : start + COPY_BATCH]:
+                copy.write_row(row)
+    seconds, client_cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    cpu = meter.stop()
+    count = conn.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608 - a constant table name
+    if not count or count[0] != len(rows):
+        raise RuntimeError(f"{table} holds {count} rows after copying {len(rows)}")
+    return _figures(len(rows), seconds, client_cpu, cpu)
+
+
+async def _store_path(database_url: str, parsed: Parsed, servers: Servers) -> dict[str, Any]:
+    """The ledger's own SQL (cg_ledger.store.record_usage: COPY into its staging table, then INSERT … ON CONFLICT
+    DO NOTHING RETURNING with key attribution and both roll-ups) in the ledger's batches, one commit each, as its
+    recorder calls it; no NATS, no parsing. usage_events is empty before."""
+    rows = [_usage_row(event, price, event.data.key_id) for event, price in parsed]
+    batch = LEDGER_SPEC.batch_size
+    meter = servers.meter()
+    async with await psycopg.AsyncConnection.connect(database_url, row_factory=dict_row) as conn:
+        await create_staging_table(conn)
+        meter.start()
+        cpu_started, started = time.process_time(), time.perf_counter()
+        inserted = 0
+        for start in range(0, len(rows), batch):
+            async with conn.transaction():
+                inserted += len(await record_usage(conn, rows[start : start + batch]))
+        seconds, client_cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        cpu = meter.stop()
+        await conn.execute("TRUNCATE usage_events, usage_rollup_hourly, usage_rollup_daily")
+        await conn.commit()
+    if inserted != len(rows):
+        raise RuntimeError(f"record_usage inserted {inserted} of {len(rows)} rows")
+    return _figures(len(rows), seconds, client_cpu, cpu)
+
+
+def _ledger_env(stack: Stack, servers: Servers, database_url: str) -> dict[str, str]:
+    return {"NATS_URL": servers.nats_url, "DATABASE_URL": database_url, "REDIS_URL": stack.redis_url}
+
+
+def _start_ledgers(env: dict[str, str], work_dir: Path, replicas: int, label: str) -> list[ServiceProcess]:
+    """All replicas spawned at once (each waits for its own /healthz), so none gets a head start."""
+    with ThreadPoolExecutor(max_workers=replicas) as pool:
+        futures = [pool.submit(start_ledger, env, work_dir / f"ledger-{label}-{n}.log") for n in range(replicas)]
+    started = [f.result() for f in futures if f.exception() is None]
+    errors = [error for f in futures if (error := f.exception()) is not None]
+    if errors:
+        for ledger in started:
+            ledger.stop()
+        raise errors[0]
+    return started
+
+
+COUNTERS = (
+    "cg_ledger_events_recorded_total",
+    "cg_ledger_duplicates_total",
+    "cg_ledger_batch_seconds_sum",
+    "cg_ledger_batch_seconds_count",
+)
+
+
+def _counters(client: httpx.Client, ledgers: Sequence[ServiceProcess]) -> dict[str, float]:
+    """The ledgers' own Prometheus counters, summed over replicas."""
+    totals = dict.fromkeys(COUNTERS, 0.0)
+    for ledger in ledgers:
+        text = client.get(ledger.url + "/metrics", headers={"Accept": "text/plain"}).text
+        for name in COUNTERS:
+            match = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
+            totals[name] += float(match.group(1)) if match else 0.0
+    return totals
+
+
+def _prepare_ledger_run(stack: Stack, servers: Servers, keys: tuple[str, Sequence[str]]) -> str:
+    """A fresh database with the keys stored, no consumer, empty cost and DLQ streams, a checkpoint behind."""
+    database_url = fresh_database(stack.database_url)
+    store_keys(database_url, *keys)
+    asyncio.run(_reset_streams(servers.nats_url, usage_too=False))
+    with psycopg.connect(stack.database_url, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+    return database_url
+
+
+def _ledger_run(
+    stack: Stack, servers: Servers, work_dir: Path, replicas: int, keys: tuple[str, Sequence[str]]
+) -> dict[str, Any]:
+    database_url = _prepare_ledger_run(stack, servers, keys)
+    try:
+        spawned = time.perf_counter()
+        ledgers = _start_ledgers(_ledger_env(stack, servers, database_url), work_dir, replicas, f"x{replicas}")
+        try:
+            figures = _drain(ledgers, servers, database_url, spawned)
+        finally:
+            codes = [ledger.stop() for ledger in ledgers]
+        if any(codes):
+            raise RuntimeError(f"ledger exit codes {codes}:\n{ledgers[0].log_text()[-2000:]}")
+        return figures
+    finally:
+        drop_database(stack.database_url, database_url)
+
+
+def _drain(
+    ledgers: Sequence[ServiceProcess],
+    servers: Servers,
+    database_url: str,
+    spawned: float,
+    on_ready: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """From the moment every replica answers /healthz until their counters show every event committed."""
+    meter = servers.meter(ledger=[ledger.process.pid for ledger in ledgers])
+    with httpx.Client(timeout=5) as client:
+        meter.start()
+        ready = time.perf_counter()
+        before = _counters(client, ledgers)["cg_ledger_events_recorded_total"]
+        if on_ready is not None:
+            on_ready()
+        while (counters := _counters(client, ledgers))["cg_ledger_events_recorded_total"] < EVENTS:
+            if time.perf_counter() > ready + DRAIN_TIMEOUT_SECS:
+                raise TimeoutError(f"the ledger recorded {counters} of {EVENTS} in {DRAIN_TIMEOUT_SECS} s")
+            for ledger in ledgers:
+                if ledger.process.poll() is not None:
+                    raise RuntimeError(f"a ledger exited with {ledger.process.returncode}:\n{ledger.log_text()}")
+            time.sleep(POLL_SECS)
+        done = time.perf_counter()
+        cpu = meter.stop()
+    _check_recorded(database_url, servers, counters)
+    events = EVENTS - int(before)  # recorded while measured; a replica may have started a batch before all were up
+    seconds = done - ready
+    return {
+        "replicas": len(ledgers),
+        "seconds": seconds,
+        "rate": events / seconds,
+        "events_before_ready": int(before),
+        "startup_seconds": ready - spawned,
+        "rate_from_spawn": EVENTS / (done - spawned),
+        "mean_batch_ms": 1000 * counters["cg_ledger_batch_seconds_sum"] / counters["cg_ledger_batch_seconds_count"],
+        "cpu_per_1000": {name: per_thousand(value, events) for name, value in cpu.items()},
+        "cores": {name: None if value is None else value / seconds for name, value in cpu.items()},
+    }
+
+
+def _check_recorded(database_url: str, servers: Servers, counters: dict[str, float]) -> None:
+    """Every event in usage_events and both roll-ups, one cost.recorded each, no duplicate, nothing dead-lettered."""
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            """SELECT (SELECT count(*) FROM usage_events), (SELECT sum(events) FROM usage_rollup_hourly),
+                      (SELECT sum(events) FROM usage_rollup_daily)"""
+        ).fetchone()
+    if row is None or list(row) != [EVENTS] * 3:
+        raise RuntimeError(f"after the run: usage_events, hourly, daily = {row}, expected {EVENTS} each")
+    costs, dead = asyncio.run(_wait_for_costs(servers.nats_url))
+    if costs != EVENTS or dead or counters["cg_ledger_duplicates_total"]:
+        raise RuntimeError(f"cost.recorded {costs}, dead-lettered {dead}, counters {counters}: the run was not clean")
+
+
+async def _wait_for_costs(nats_url: str) -> tuple[int, int]:
+    """cg.cost.recorded messages (published after each commit, so they may trail a little) and DLQ messages."""
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        deadline = time.monotonic() + 30
+        while (costs := (await js.stream_info(COST_STREAM.name)).state.messages) < EVENTS:
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.1)
+        dead = (await js.stream_info(DLQ_STREAM.name)).state.messages
+    finally:
+        await nc.close()
+    return costs, dead
+
+
+PROFILE_FOCUS = {  # py-spy's names → what to call them in the report
+    "JetStreamContext.PullSubscription.fetch": "fetch (nats-py)",
+    "parse_usage_event": "parse_usage_event",
+    "Pricer.price": "Pricer.price",
+    "record_usage": "record_usage (SQL)",
+    "cost_recorded_message": "cost_recorded_message",
+    "publish_all": "publish_all",
+    "Consumer._settle": "acks (Consumer._settle)",
+    "Client._read_loop": "nats-py reading (acks, messages)",
+    "EpollSelector.select": "waiting in epoll",
+}
+
+
+def _profiled_run(
+    stack: Stack, servers: Servers, work_dir: Path, keys: tuple[str, Sequence[str]], py_spy: str, profile_dir: Path
+) -> dict[str, Any]:
+    """One more single-replica run, outside the figures, with py-spy sampling the ledger for the whole drain."""
+    database_url = _prepare_ledger_run(stack, servers, keys)
+    profile_dir.mkdir(parents=True, exist_ok=True)
+    raw = profile_dir / "ledger-py-spy.txt"
+    recorders: list[subprocess.Popen[bytes]] = []
+    try:
+        ledgers = _start_ledgers(_ledger_env(stack, servers, database_url), work_dir, 1, "profiled")
+        pid = str(ledgers[0].process.pid)
+
+        def attach() -> None:
+            with (profile_dir / "py-spy.log").open("wb") as log:
+                argv = [py_spy, "record", "-p", pid, "-o", str(raw), "-f", "raw", "-r", "200", "-d", "600"]
+                recorders.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT))
+
+        try:
+            figures = _drain(ledgers, servers, database_url, time.perf_counter(), on_ready=attach)
+        finally:
+            for recorder in recorders:
+                recorder.send_signal(signal.SIGINT)  # py-spy writes what it sampled, then exits
+                recorder.wait(60)
+            for ledger in ledgers:
+                ledger.stop()
+    finally:
+        drop_database(stack.database_url, database_url)
+    summary = profile.summarise(raw.read_text() if raw.exists() else "", focus=list(PROFILE_FOCUS))
+    (profile_dir / "ledger-profile-summary.json").write_text(json.dumps(summary, indent=2))
+    say(NAME, f"py-spy profile of one ledger in {raw} ({figures['rate']:,.0f} events/s under the profiler)")
+    return {"path": str(raw), "rate_under_profiler": figures["rate"], **summary}
+
+
+def markdown(result: dict[str, Any]) -> str:
+    one, two = result["ledger"][1], result["ledger"][2]
+    copy, pp = result["copy"], result["parse_price"]
+    lines = [
+        f"{EVENTS:,} valid usage events ({len(MODELS)} OpenAI models, {SOURCES} sources, {STORED_KEYS} stored keys "
+        f"named by fingerprint, times over {DAYS} days) are published to `{SUBJECT}` before any ledger starts; then "
+        f"`cg-ledger run` (batch size {result['batch_size']}) drains the stream, and the time from its readiness "
+        "until its counter shows every event committed gives events/s (checked after: every row in `usage_events`, "
+        "both roll-ups and `cg.cost.recorded` complete, no duplicate, nothing dead-lettered). Each ledger run starts "
+        "on a fresh database with the consumer and the cost stream deleted; two replicas share the durable consumer. "
+        "Baselines use the same servers and messages: (a) the ledger's own consumer config, fetch + ack, nothing "
+        f"else; (b) binary COPY of the same rows already parsed and priced, {COPY_BATCH:,} rows per transaction as "
+        f"the ledger commits. Everything (ledger, PostgreSQL, nats-server, this client) shares the machine's {CORES} "
+        "cores. CPU is user + system seconds per 1,000 events of each process (PostgreSQL: all its backends).",
+        "",
+        "| what | per second | wall | CPU/1k: ledger or client | postgres | nats-server |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        _row("publish, `publish_all` (as api and ledger do), 4,000 a chunk", result["publish"], "client"),
+        _row("publish, bare nats-py `publish_async` (baseline for `publish_all`)", result["publish_bare"], "client"),
+        _row("(a) raw JetStream pull consume + ack", result["raw_consume"], "client"),
+        _row("(b) binary COPY, plain table, no index", copy["plain"], "client"),
+        _row("(b) binary COPY, plain table + unique (source, event_id)", copy["unique"], "client"),
+        _row("(b) binary COPY into `usage_events` (its 3 indexes + PK)", copy["usage_events"], "client"),
+        _row("ledger SQL alone (`record_usage`, no NATS)", result["store_path"], "client"),
+        _row("**ledger ×1, end to end**", one, "ledger"),
+        _row("**ledger ×2, end to end**", two, "ledger"),
+        "",
+        f"One ledger: **{one['rate']:,.0f} events/s** (target ≥ 20,000), {result['target_ratio']:.0%} of the "
+        f"slower baseline ({result['slower_baseline']:,.0f}/s; target ≥ 50%), mean batch {one['mean_batch_ms']:.0f} "
+        f"ms; counting its start-up ({one['startup_seconds']:.1f} s) {one['rate_from_spawn']:,.0f} events/s. Two "
+        f"replicas: **{two['rate']:,.0f} events/s**, ×{result['scaling']:.2f} of one.",
+        "",
+        f"Where the time goes: during the single-ledger run the ledger used {_cores(one, 'ledger')} cores, PostgreSQL "
+        f"{_cores(one, 'postgres')}, nats-server {_cores(one, 'nats')} (of {CORES}); with two replicas "
+        f"{_cores(two, 'ledger')}, {_cores(two, 'postgres')} and {_cores(two, 'nats')}. In Python, parsing an event "
+        f"(`parse_usage_event`) costs {pp['parse_us']:.0f} µs and pricing it (`Pricer.price`) {pp['price_us']:.0f} µs "
+        "(this process, one core); add the client CPU per event of consume + ack, of the SQL path and of `publish_all` "
+        "above for the rest of the ledger's work.",
+    ]
+    if "profile" in result:
+        focus = result["profile"].get("focus", {})
+        lines += [
+            "",
+            f"py-spy, one ledger, a separate run ({result['profile']['rate_under_profiler']:,.0f} events/s while "
+            f"sampled; share of {result['profile']['samples']:,} non-idle samples under each function): "
+            + ", ".join(f"{PROFILE_FOCUS.get(name, name)} {share:.0%}" for name, share in focus.items())
+            + ".",
+        ]
+    return "\n".join(lines)
+
+
+def _cores(figures: dict[str, Any], name: str) -> str:
+    value = figures["cores"].get(name)
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def _row(name: str, figures: dict[str, Any], first: str) -> str:
+    cpu = figures["cpu_per_1000"]
+    return (
+        f"| {name} | {figures['rate']:,.0f} | {figures['seconds']:.2f} s | {fmt_cpu(cpu.get(first))} | "
+        f"{fmt_cpu(cpu.get('postgres'))} | {fmt_cpu(cpu.get('nats'))} |"
+    )
