@@ -141,13 +141,17 @@ def fmt_cpu(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f} s"
 
 
+# What the benchmarks run: the services and libraries, their locked dependencies, the harness itself.
+CODE_PATHS = ("libs", "services", "bench", "tests/support", "pyproject.toml", "uv.lock")
+
+
 def code_version() -> str:
-    """The commit measured, and a digest of how the tracked files differ from it: figures belong to the code that
-    ran, and two digests that differ mean the code changed in between."""
+    """The commit measured, and a digest of how the tracked code differs from it: figures belong to the code that
+    ran, and two digests that differ mean the code changed in between. (New, untracked files are not seen.)"""
     here = Path(__file__).resolve().parent
     try:
         commit = _git(here, "rev-parse", "--short", "HEAD").strip()
-        diff = _git(here, "diff", "HEAD", "--", ":/", ":(exclude,top)docs/benchmarks.md")
+        diff = _git(here, "diff", "HEAD", "--", *(f":(top){path}" for path in CODE_PATHS))
     except (OSError, subprocess.CalledProcessError):
         return "an unknown commit"
     if not diff:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from nats.aio.client import Client as NATS
+from nats.errors import Error as NatsError
 from nats.js.api import StreamConfig
 from nats.js.client import JetStreamContext
 from nats.js.errors import BadRequestError, NotFoundError
@@ -73,3 +74,15 @@ async def ensure_streams(js: JetStreamContext, configs: list[StreamConfig]) -> N
                     raise
                 # Another replica created it a moment ago, with other settings: converge on ours below.
         await js.update_stream(config)
+
+
+async def close_nats(nc: NATS) -> None:
+    """Drain (deliver what is buffered, finish subscriptions) when connected; just close otherwise. nats-py's drain
+    raises while reconnecting, and a service stopping during a NATS outage must still stop."""
+    try:
+        if nc.is_connected:
+            await nc.drain()
+            return
+    except NatsError as error:
+        log.warning("nats drain failed; closing", error=type(error).__name__)
+    await nc.close()

@@ -17,7 +17,7 @@ from cg_api.vault import key_cipher
 from cg_common.cache import connect_redis
 from cg_common.crypto import KeyCipher
 from cg_common.db import Connection, open_pool
-from cg_common.messaging import connect_nats, ensure_streams, stream_configs
+from cg_common.messaging import close_nats, connect_nats, ensure_streams, stream_configs
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,6 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
         yield Resources(settings, db, redis, nats, js, cipher, limiter)
     finally:
         await limiter.close()
-        await nats.drain()
+        await close_nats(nats)
         await redis.aclose()
         await db.close()

@@ -15,7 +15,7 @@ from cg_common.consumer import Consumer, ConsumerSpec, ConsumerStatsCollector
 from cg_common.db import Connection, open_pool
 from cg_common.health_server import HealthServer, health_app
 from cg_common.logging import get_logger
-from cg_common.messaging import connect_nats, ensure_streams, stream_configs
+from cg_common.messaging import close_nats, connect_nats, ensure_streams, stream_configs
 from cg_common.pricing import Pricer
 from cg_common.subjects import DLQ, USAGE_ALL, USAGE_STREAM
 from cg_ledger import metrics
@@ -66,7 +66,7 @@ async def run(settings: LedgerSettings) -> None:
             await health.stop()
         log.info("ledger stopped")
     finally:
-        await nats.drain()
+        await close_nats(nats)
         await db.close()
 
 
