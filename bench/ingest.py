@@ -632,18 +632,31 @@ def markdown(result: dict[str, Any]) -> str:
         f"{_cores(two, 'ledger')}, {_cores(two, 'postgres')} and {_cores(two, 'nats')}. In Python, parsing an event "
         f"(`parse_usage_event`) costs {pp['parse_us']:.0f} µs and pricing it (`Pricer.price`) {pp['price_us']:.0f} µs "
         "(this process, one core); add the client CPU per event of consume + ack, of the SQL path and of `publish_all` "
-        "above for the rest of the ledger's work.",
+        f"above for the rest of the ledger's work. {_ceiling(one)}",
     ]
     if "profile" in result:
         focus = result["profile"].get("focus", {})
         lines += [
             "",
             f"py-spy, one ledger, a separate run ({result['profile']['rate_under_profiler']:,.0f} events/s while "
-            f"sampled; share of {result['profile']['samples']:,} non-idle samples under each function): "
+            f"sampled; share of the {result['profile']['samples']:,} samples py-spy kept, which leave out most idle "
+            "time, under each function): "
             + ", ".join(f"{PROFILE_FOCUS.get(name, name)} {share:.0%}" for name, share in focus.items())
             + ".",
         ]
     return "\n".join(lines)
+
+
+def _ceiling(figures: dict[str, Any]) -> str:
+    """What the CPU per event of all processes together allows on this machine's cores, however many replicas."""
+    per_1000 = figures["cpu_per_1000"]
+    if any(per_1000.get(name) is None for name in ("ledger", "postgres", "nats")):
+        return ""
+    total = sum(per_1000[name] for name in ("ledger", "postgres", "nats")) / 1000
+    return (
+        f"In all, {total * 1e6:.0f} µs of CPU per event (ledger, PostgreSQL and nats-server): {CORES} cores cap "
+        f"ingest near {CORES / total:,.0f} events/s at that cost, however many replicas."
+    )
 
 
 def _cores(figures: dict[str, Any], name: str) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
 import statistics
 import subprocess
@@ -108,23 +107,40 @@ class CpuMeter:
 
 
 class OtherLoad:
-    """How many cores processes outside this run kept busy (anything but this process and its descendants, servers
-    included): figures measured beside someone's test suite on a 2-core machine are not figures of this code."""
+    """How many cores other user-space processes kept busy (all but this process and its descendants, servers
+    included; kernel threads and interrupts, much of which is this run's own disk and loopback traffic, are left
+    out): figures measured beside someone's test suite on a 2-core machine are not figures of this code."""
 
     def start(self) -> None:
         self._started = time.perf_counter()
-        self._busy = _busy_seconds()
-        self._ours = process_tree_cpu(os.getpid())
+        self._before = _others_cpu()
 
     def stop(self) -> float:
-        wall = time.perf_counter() - self._started
-        others = (_busy_seconds() - self._busy) - (process_tree_cpu(os.getpid()) - self._ours)
-        return max(others, 0.0) / wall
+        after = _others_cpu()
+        used = sum(seconds - self._before.get(key, 0.0) for key, seconds in after.items())
+        return max(used, 0.0) / (time.perf_counter() - self._started)
 
 
-def _busy_seconds() -> float:
-    times = psutil.cpu_times()
-    return float(sum(times)) - times.idle - getattr(times, "iowait", 0.0)
+def _others_cpu() -> dict[tuple[int, float], float]:
+    """CPU seconds so far of every process outside this run's tree (with the children each has reaped, so that
+    short-lived ones still count), keyed by (pid, start time)."""
+    me = psutil.Process()
+    ours = {me.pid, *(child.pid for child in me.children(recursive=True))}
+    used = {}
+    for process in psutil.process_iter():
+        try:
+            if process.pid in ours or process.pid == KTHREADD or process.ppid() == KTHREADD:
+                continue
+            times = process.cpu_times()
+            used[process.pid, process.create_time()] = (
+                times.user + times.system + times.children_user + times.children_system
+            )
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return used
+
+
+KTHREADD = 2  # the parent of every kernel thread on Linux
 
 
 def percentiles(samples_ms: Sequence[float]) -> dict[str, float]:
