@@ -1,22 +1,26 @@
 """Publishing to JetStream that always ends: every publish has a deadline and is re-sent under the same message id.
 
-nats-py's `publish_async` futures can stay pending forever after a server fault, and a plain publish can time out
-after the server stored the message. Both are made safe the same way: a bounded wait, then a re-send carrying the
+An ack can be lost after the server stored the message (and nats-py's `publish_async` futures can stay pending forever
+after a server fault). Both are made safe the same way: a bounded wait, then a re-send carrying the
 same `Nats-Msg-Id`, which JetStream's duplicate window turns into a no-op if the first copy did arrive.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import orjson
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
-from nats.js.api import PubAck
+from nats.js.api import Header, PubAck
 from nats.js.client import JetStreamContext
-from nats.js.errors import Error as JetStreamError
 
 MSG_ID_HEADER = "Nats-Msg-Id"
+NO_RESPONDERS = "503"
 
 
 class PublishError(RuntimeError):
@@ -44,38 +48,73 @@ async def publish_all(
 ) -> list[PubAck]:
     """Publish many messages pipelined (no round trip each), then wait for every acknowledgement.
 
-    Returns the acks in order; raises PublishError once a message has gone unacknowledged `attempts` times.
+    Each message goes out as a plain NATS publish whose reply subject names its index under one inbox, and one
+    subscription collects JetStream's acks: per message this costs a few µs, against ~20 µs for nats-py's
+    `publish_async` (a future, a random token and a semaphore each). Returns the acks in order; raises PublishError
+    once a message has gone unacknowledged `attempts` times.
     """
+    nc: NATS = js._nc  # the JetStream context's own connection
+    inbox = nc.new_inbox()
+    replies: dict[int, Msg] = {}
+    awaited: set[int] = set()
+    all_in = asyncio.Event()
+
+    async def on_reply(reply: Msg) -> None:
+        index = int(reply.subject.rpartition(".")[2])
+        replies[index] = reply
+        if awaited <= replies.keys():
+            all_in.set()
+
     acks: list[PubAck | None] = [None] * len(messages)
     waiting = list(range(len(messages)))
-    last_error: BaseException | None = None
-    for _attempt in range(attempts):
-        futures = {}
-        try:
+    last_error = "timeout"
+    subscription = await nc.subscribe(f"{inbox}.*", cb=on_reply)
+    try:
+        for _attempt in range(attempts):
+            awaited.clear()
+            awaited.update(waiting)
+            all_in.clear()
+            try:
+                for index in waiting:
+                    message = messages[index]
+                    await nc.publish(
+                        message.subject, message.payload, reply=f"{inbox}.{index}", headers=message.all_headers()
+                    )
+            except NatsError as error:
+                last_error = type(error).__name__
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(all_in.wait(), timeout=ack_wait_secs)
+            still_waiting = []
             for index in waiting:
-                message = messages[index]
-                # No wait_stall: with one, nats-py wraps every publish in asyncio.wait_for, a task per message.
-                futures[index] = await js.publish_async(message.subject, message.payload, headers=message.all_headers())
-        except (NatsError, JetStreamError, TimeoutError) as error:
-            last_error = error
-        if futures:
-            await asyncio.wait(futures.values(), timeout=ack_wait_secs)
-        still_waiting = []
-        for index in waiting:
-            future = futures.get(index)
-            if future is not None and future.done() and not future.cancelled() and future.exception() is None:
-                acks[index] = future.result()
-                continue
-            if future is not None:
-                if future.done() and not future.cancelled():
-                    last_error = future.exception()
+                reply = replies.pop(index, None)
+                ack, problem = _pub_ack(reply)
+                if ack is None:
+                    last_error = problem
+                    still_waiting.append(index)
                 else:
-                    future.cancel()  # never leave it pending: a server fault may never resolve it
-            still_waiting.append(index)
-        waiting = still_waiting
-        if not waiting:
-            return [ack for ack in acks if ack is not None]
+                    acks[index] = ack
+            waiting = still_waiting
+            if not waiting:
+                return [ack for ack in acks if ack is not None]
+    finally:
+        with contextlib.suppress(NatsError):
+            await subscription.unsubscribe()
     raise PublishError(
         f"{len(waiting)} of {len(messages)} messages not acknowledged by JetStream after {attempts} attempts: "
-        f"{type(last_error).__name__ if last_error else 'timeout'}"
+        f"{last_error}"
     )
+
+
+def _pub_ack(reply: Msg | None) -> tuple[PubAck | None, str]:
+    """JetStream's answer to one publish: the ack, or why there is none."""
+    if reply is None:
+        return None, "timeout"
+    if reply.headers and reply.headers.get(Header.STATUS) == NO_RESPONDERS:
+        return None, "no stream takes this subject (no responders)"
+    try:
+        answer = orjson.loads(reply.data)
+    except orjson.JSONDecodeError:
+        return None, "unreadable ack"
+    if "error" in answer:
+        return None, f"JetStream refused it: {answer['error'].get('description', answer['error'])}"
+    return PubAck.from_response(answer), ""
