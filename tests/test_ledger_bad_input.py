@@ -9,16 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import nats
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cg_common.consumer import DLQ_REASON_HEADER, DLQ_SEQUENCE_HEADER
-from cg_common.publishing import Outgoing, publish_all
-from cg_common.subjects import DLQ_STREAM, USAGE
 from tests.support.processes import ServiceProcess, running_ledger
-from tests.support.usage import count_rows, encode, usage_event, wait_until
+from tests.support.usage import count_rows, dead_letters, encode, publish_mixed, usage_event, wait_until
 
 REQUIRED_ATTRIBUTES = ("specversion", "id", "source", "type")
 NOT_AN_INT = st.one_of(
@@ -68,30 +65,6 @@ def _not_a_json_object(raw: bytes) -> bool:
         return not isinstance(json.loads(raw), dict)
     except (ValueError, UnicodeDecodeError):
         return True
-
-
-async def publish_mixed(nats_url: str, messages: list[bytes], batch: str) -> None:
-    nc = await nats.connect(nats_url)
-    try:
-        outgoing = [Outgoing(f"{USAGE}.fuzz", m, msg_id=f"{batch}-{n}") for n, m in enumerate(messages)]
-        await publish_all(nc.jetstream(), outgoing)
-    finally:
-        await nc.close()
-
-
-async def dead_letters(nats_url: str) -> list[dict[str, Any]]:
-    """Every message in the DLQ stream with its headers."""
-    nc = await nats.connect(nats_url)
-    try:
-        js = nc.jetstream()
-        info = await js.stream_info(DLQ_STREAM.name)
-        found = []
-        for seq in range(info.state.first_seq, info.state.last_seq + 1):
-            msg = await js.get_msg(DLQ_STREAM.name, seq)
-            found.append({"headers": msg.headers or {}, "data": msg.data})
-        return found
-    finally:
-        await nc.close()
 
 
 @pytest.fixture

@@ -21,8 +21,7 @@ from cg_common.subjects import COST_STREAM
 from cg_ledger.reprice import reprice
 from tests.support.prices import CUSTOM, prices_from
 from tests.support.processes import running_ledger, script
-from tests.support.usage import count_rows, encode, usage_event, wait_until
-from tests.test_ledger_bad_input import publish_mixed
+from tests.support.usage import count_rows, encode, publish_mixed, usage_event, wait_until
 
 WHEN = datetime(2026, 11, 20, 15, 30, tzinfo=UTC)
 KNOWN = [

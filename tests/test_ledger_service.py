@@ -13,8 +13,7 @@ from cg_common.migrate import apply_migrations
 from cg_common.subjects import USAGE_STREAM
 from cg_devstack.servers import start_postgres
 from tests.support.processes import free_port, running_ledger, start_ledger
-from tests.support.usage import count_rows, encode, usage_event, wait_until
-from tests.test_ledger_bad_input import dead_letters, publish_mixed
+from tests.support.usage import count_rows, dead_letters, encode, publish_mixed, usage_event, wait_until
 
 
 def events(batch: str, count: int) -> list[bytes]:

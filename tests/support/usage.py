@@ -8,8 +8,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import nats
 import psycopg
 
+from cg_common.publishing import Outgoing, publish_all
+from cg_common.subjects import DLQ_STREAM, USAGE
 from cg_common.usage_event import USAGE_EVENT_TYPE
 
 
@@ -64,3 +67,28 @@ def count_rows(database_url: str, where: str = "true", params: tuple[Any, ...] =
     with psycopg.connect(database_url) as conn:
         row = conn.execute(f"SELECT count(*) FROM usage_events WHERE {where}", params).fetchone()  # noqa: S608
     return int(row[0]) if row else 0
+
+
+async def publish_mixed(nats_url: str, messages: list[bytes], batch: str) -> None:
+    """Raw bytes onto cg.usage.>, each its own JetStream message (ids unique per `batch`), valid or not."""
+    nc = await nats.connect(nats_url)
+    try:
+        outgoing = [Outgoing(f"{USAGE}.fuzz", m, msg_id=f"{batch}-{n}") for n, m in enumerate(messages)]
+        await publish_all(nc.jetstream(), outgoing)
+    finally:
+        await nc.close()
+
+
+async def dead_letters(nats_url: str) -> list[dict[str, Any]]:
+    """Every message in the DLQ stream with its headers."""
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        info = await js.stream_info(DLQ_STREAM.name)
+        found = []
+        for seq in range(info.state.first_seq, info.state.last_seq + 1):
+            msg = await js.get_msg(DLQ_STREAM.name, seq)
+            found.append({"headers": msg.headers or {}, "data": msg.data})
+        return found
+    finally:
+        await nc.close()
