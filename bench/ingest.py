@@ -325,23 +325,7 @@ def _parse_and_price(payloads: Sequence[bytes]) -> tuple[Parsed, dict[str, Any]]
 
 
 def _usage_row(event: UsageEvent, price: Price, key_id: int | None) -> UsageRow:
-    data = event.data
-    return UsageRow(
-        source=event.source,
-        event_id=event.id,
-        occurred_at=event.time or datetime.now(UTC),
-        provider=data.provider,
-        model=data.model,
-        key_id=key_id,
-        key_fingerprint=data.key_fingerprint,
-        input_tokens=data.input_tokens,
-        cached_input_tokens=data.cached_input_tokens,
-        output_tokens=data.output_tokens,
-        requests=data.requests,
-        cost=price.cost,
-        price_source=price.source,
-        attributes=dict(data.attributes),
-    )
+    return UsageRow.from_event(event, price, occurred_at=event.time or datetime.now(UTC), key_id=key_id)
 
 
 def _copy_tuple(row: UsageRow) -> tuple[Any, ...]:

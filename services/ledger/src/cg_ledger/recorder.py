@@ -82,22 +82,7 @@ class UsageRecorder:
             output_tokens=data.output_tokens,
             requests=data.requests,
         )
-        return UsageRow(
-            source=event.source,
-            event_id=event.id,
-            occurred_at=occurred_at,
-            provider=data.provider,
-            model=data.model,
-            key_id=data.key_id,
-            key_fingerprint=data.key_fingerprint,
-            input_tokens=data.input_tokens,
-            cached_input_tokens=data.cached_input_tokens,
-            output_tokens=data.output_tokens,
-            requests=data.requests,
-            cost=price.cost,
-            price_source=price.source,
-            attributes=dict(data.attributes),
-        )
+        return UsageRow.from_event(event, price, occurred_at=occurred_at)
 
     async def _store(
         self, rows: dict[tuple[str, str], UsageRow], redelivered: set[tuple[str, str]]

@@ -17,6 +17,8 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from cg_common.db import Connection
+from cg_common.pricing import Price
+from cg_common.usage_event import UsageEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +39,29 @@ class UsageRow:
     cost: Decimal | None
     price_source: str | None
     attributes: dict[str, Any]
+
+    @classmethod
+    def from_event(
+        cls, event: UsageEvent, price: Price, *, occurred_at: datetime, key_id: int | None = None
+    ) -> UsageRow:
+        """The row for a parsed event; `key_id` overrides the event's own (None keeps it)."""
+        data = event.data
+        return cls(
+            source=event.source,
+            event_id=event.id,
+            occurred_at=occurred_at,
+            provider=data.provider,
+            model=data.model,
+            key_id=data.key_id if key_id is None else key_id,
+            key_fingerprint=data.key_fingerprint,
+            input_tokens=data.input_tokens,
+            cached_input_tokens=data.cached_input_tokens,
+            output_tokens=data.output_tokens,
+            requests=data.requests,
+            cost=price.cost,
+            price_source=price.source,
+            attributes=dict(data.attributes),
+        )
 
 
 STAGING_COLUMNS = (
