@@ -11,10 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, PlainSerializer
 
-
-def money_text(value: Decimal) -> str:
-    """`Decimal("0.000345000000")` → `"0.000345"`, `Decimal("1E+2")` → `"100"`: no exponent, no trailing zeros."""
-    return format(value.normalize(), "f")
+from cg_common.money import money_text
 
 
 def as_utc(value: datetime) -> datetime:

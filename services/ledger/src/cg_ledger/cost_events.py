@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from decimal import Decimal
 from typing import Any
 
 import orjson
 
+from cg_common.money import money_text
 from cg_common.publishing import Outgoing
 from cg_common.subjects import COST_RECORDED
 from cg_common.usage_publisher import usage_msg_id
@@ -45,7 +45,7 @@ def cost_recorded_message(row: UsageRow, stored: Mapping[str, Any]) -> Outgoing:
             "cached_input_tokens": row.cached_input_tokens,
             "output_tokens": row.output_tokens,
             "requests": row.requests,
-            "cost": decimal_string(row.cost),
+            "cost": None if row.cost is None else money_text(row.cost),
             "currency": "USD",
             "priced": row.cost is not None,
             "price_source": row.price_source,
@@ -59,11 +59,3 @@ def cost_recorded_message(row: UsageRow, stored: Mapping[str, Any]) -> Outgoing:
         # Named after the usage event, not the row id: ids restart after a reset, events do not change name.
         msg_id="cost:" + usage_msg_id(row.source, row.event_id),
     )
-
-
-def decimal_string(value: Decimal | None) -> str | None:
-    """Money as a plain decimal string ("0.000345"), never a float nor an exponent."""
-    if value is None:
-        return None
-    text = format(value.normalize(), "f")
-    return text if text != "-0" else "0"

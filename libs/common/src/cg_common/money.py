@@ -1,0 +1,11 @@
+"""Money on the wire: a Decimal written as a plain decimal string, never a float, never an exponent."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+
+def money_text(value: Decimal) -> str:
+    """`Decimal("0.000345000000")` → `"0.000345"`, `Decimal("1E+2")` → `"100"`: no exponent, no trailing zeros."""
+    text = format(value.normalize(), "f")
+    return "0" if text == "-0" else text
