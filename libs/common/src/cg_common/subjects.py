@@ -13,7 +13,7 @@ USAGE = "cg.usage"  # cg.usage.<source>…: usage reported by any system
 USAGE_ALL = "cg.usage.>"
 USAGE_HTTP = "cg.usage.http"  # what the api publishes for POST /usage/events
 PROBE_REQUEST = "cg.probe.request"
-PROBE_RESULT = "cg.probe.result"
+PROBE_RESULT = "cg.probe.result"  # cg.probe.result.<key_id>
 COST_RECORDED = "cg.cost.recorded"  # cg.cost.recorded.<provider>
 ALERT_BUDGET = "cg.alert.budget"
 DLQ = "cg.dlq"  # cg.dlq.<what>: rejected input with the reason
@@ -47,7 +47,7 @@ USAGE_STREAM = StreamSpec("CG_USAGE", (USAGE_ALL,))
 PROBE_REQUEST_STREAM = StreamSpec(
     "CG_PROBE_REQUESTS", (PROBE_REQUEST,), retention=RetentionPolicy.WORK_QUEUE, max_age_secs=DAY
 )
-PROBE_RESULT_STREAM = StreamSpec("CG_PROBE_RESULTS", (PROBE_RESULT,))
+PROBE_RESULT_STREAM = StreamSpec("CG_PROBE_RESULTS", (f"{PROBE_RESULT}.>",))
 COST_STREAM = StreamSpec("CG_COSTS", (f"{COST_RECORDED}.>",))
 ALERT_STREAM = StreamSpec("CG_ALERTS", ("cg.alert.>",), max_age_secs=30 * DAY)
 DLQ_STREAM = StreamSpec("CG_DLQ", (f"{DLQ}.>",), max_age_secs=30 * DAY)

@@ -1,0 +1,1 @@
+"""Cost Guardian's scheduler service."""
