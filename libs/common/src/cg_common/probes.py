@@ -1,6 +1,6 @@
 """Probe messages: what the scheduler and the api ask of the prober, and what the prober answers.
 
-`cg.probe.request` (stream `CG_PROBE_REQUESTS`, a work queue) carries a `ProbeRequest`; the prober answers on
+`cg.probe.request.<key_id>` (stream `CG_PROBE_REQUESTS`, a work queue) carries a `ProbeRequest`; the prober answers on
 `cg.probe.result.<key_id>` (stream `CG_PROBE_RESULTS`) with a `ProbeResult`, which the ledger records as the key's
 health and the api waits for when a person asks for a probe now. Both are JSON; times are RFC 3339 UTC.
 """
@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from cg_common.subjects import PROBE_RESULT
+from cg_common.subjects import PROBE_REQUEST, PROBE_RESULT
 
 ProbeMode = Literal["models", "completion"]
 # What a probe found: `ok`, or why not. Transient ones (`rate_limited`, `timeout`, `upstream_error`,
@@ -69,6 +69,11 @@ class ProbeResult(ProbeMessage):
     model: str | None = None
     usage: ProbeUsage | None = None
     attempts: int = Field(default=1, ge=1)
+
+
+def probe_request_subject(key_id: int) -> str:
+    """Requests are filed per key, so that deleting a key can purge its pending requests from the work queue."""
+    return f"{PROBE_REQUEST}.{key_id}"
 
 
 def probe_result_subject(key_id: int) -> str:

@@ -12,7 +12,7 @@ from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 USAGE = "cg.usage"  # cg.usage.<source>…: usage reported by any system
 USAGE_ALL = "cg.usage.>"
 USAGE_HTTP = "cg.usage.http"  # what the api publishes for POST /usage/events
-PROBE_REQUEST = "cg.probe.request"
+PROBE_REQUEST = "cg.probe.request"  # cg.probe.request.<key_id>: per key, so a deleted key's requests can be purged
 PROBE_RESULT = "cg.probe.result"  # cg.probe.result.<key_id>
 COST_RECORDED = "cg.cost.recorded"  # cg.cost.recorded.<provider>
 ALERT_BUDGET = "cg.alert.budget"
@@ -45,7 +45,7 @@ class StreamSpec:
 
 USAGE_STREAM = StreamSpec("CG_USAGE", (USAGE_ALL,))
 PROBE_REQUEST_STREAM = StreamSpec(
-    "CG_PROBE_REQUESTS", (PROBE_REQUEST,), retention=RetentionPolicy.WORK_QUEUE, max_age_secs=DAY
+    "CG_PROBE_REQUESTS", (f"{PROBE_REQUEST}.>",), retention=RetentionPolicy.WORK_QUEUE, max_age_secs=DAY
 )
 PROBE_RESULT_STREAM = StreamSpec("CG_PROBE_RESULTS", (f"{PROBE_RESULT}.>",))
 COST_STREAM = StreamSpec("CG_COSTS", (f"{COST_RECORDED}.>",))
