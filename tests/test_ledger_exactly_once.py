@@ -17,6 +17,7 @@ from cg_common.publishing import Outgoing, publish_all
 from cg_common.subjects import COST_STREAM, USAGE
 from tests.support.processes import start_ledger
 from tests.support.usage import count_rows, encode, usage_event, wait_until
+from tests.support.usage_rows import rollup_totals
 
 EVENTS = 20_000
 MODELS = ("gpt-4o-mini-2024-07-18", "gpt-4o-2024-08-06", "gpt-4.1-mini", "o3-mini", "gpt-3.5-turbo")
@@ -79,9 +80,10 @@ async def cost_messages(nats_url: str) -> int:
 def totals(database_url: str) -> dict[str, Any]:
     with psycopg.connect(database_url) as conn:
         raw = conn.execute("SELECT count(*), sum(cost), sum(input_tokens) FROM usage_events").fetchone()
-        hourly = conn.execute("SELECT sum(events), sum(cost), sum(input_tokens) FROM usage_rollup_hourly").fetchone()
-        daily = conn.execute("SELECT sum(events), sum(cost), sum(input_tokens) FROM usage_rollup_daily").fetchone()
-    return {"raw": raw, "hourly": hourly, "daily": daily}
+        hourly = rollup_totals(conn, "usage_rollup_hourly", ("events", "cost", "input_tokens"))
+        daily = rollup_totals(conn, "usage_rollup_daily", ("events", "cost", "input_tokens"))
+        pending = conn.execute("SELECT count(*) FROM usage_rollup_pending").fetchone()
+    return {"raw": raw, "hourly": hourly, "daily": daily, "pending": pending}
 
 
 def test_exactly_once_through_resends_and_two_sigkills(ledger_env: dict[str, str], tmp_path: Path) -> None:
@@ -122,5 +124,6 @@ def test_exactly_once_through_resends_and_two_sigkills(ledger_env: dict[str, str
     assert result["raw"][0] == EVENTS
     assert result["raw"][1] == expected_cost(events)
     assert result["hourly"] == result["daily"] == result["raw"]
+    assert result["pending"] == (0,), "a ledger stopped by SIGTERM folds what its last batches left pending"
     # Subscribers of cg.cost.recorded.* saw each event once: no loss, no double, whatever the crashes.
     assert asyncio.run(cost_messages(ledger_env["NATS_URL"])) == EVENTS

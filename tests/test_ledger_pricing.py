@@ -22,6 +22,7 @@ from cg_ledger.reprice import reprice
 from tests.support.prices import CUSTOM, prices_from
 from tests.support.processes import running_ledger, script
 from tests.support.usage import count_rows, encode, publish_mixed, usage_event, wait_until
+from tests.support.usage_rows import rollup_totals
 
 WHEN = datetime(2026, 11, 20, 15, 30, tzinfo=UTC)
 KNOWN = [
@@ -58,9 +59,8 @@ def stored(database_url: str) -> dict[str, dict[str, Any]]:
 
 def rollup_cost(database_url: str) -> tuple[Decimal, int, Decimal, int]:
     with psycopg.connect(database_url) as conn:
-        hourly = conn.execute("SELECT sum(cost), sum(unpriced_events) FROM usage_rollup_hourly").fetchone()
-        daily = conn.execute("SELECT sum(cost), sum(unpriced_events) FROM usage_rollup_daily").fetchone()
-    assert hourly is not None and daily is not None
+        hourly = rollup_totals(conn, "usage_rollup_hourly", ("cost", "unpriced_events"))
+        daily = rollup_totals(conn, "usage_rollup_daily", ("cost", "unpriced_events"))
     return hourly[0], hourly[1], daily[0], daily[1]
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from cg_api.summary_repo import split_range
 from tests.support.keys import fake_openai_key
-from tests.support.usage_rows import UsageRow, insert_usage
+from tests.support.usage_rows import UsageRow, fold, insert_usage
 
 DAY1 = datetime(2026, 3, 1, tzinfo=UTC)
 PLAIN_DECIMAL = re.compile(r"^(0|[1-9]\d*)(\.\d*[1-9])?$")  # no exponent, no trailing zeros
@@ -183,6 +183,7 @@ def test_a_range_is_split_into_days_hours_and_raw_edges() -> None:
     assert spans.days == (at(2).date(), at(3).date())
     assert spans.hours == [(at(1, 11), at(2)), (at(3), at(3, 14))]
     assert spans.raw == [(at(1, 10, 17), at(1, 11)), (at(3, 14), at(3, 14, 42))]
+    assert spans.whole_hours == (at(1, 11), at(3, 14))
     assert split_range(at(1, 10, 17), at(1, 10, 42)).raw == [(at(1, 10, 17), at(1, 10, 42))]
     assert split_range(at(1, 10), at(1, 13)).hours == [(at(1, 10), at(1, 13))]
     aligned = split_range(at(1), at(4))
@@ -263,7 +264,10 @@ async def test_summary_is_exact_for_ranges_through_hours_and_days(
 ) -> None:
     key_ids: list[int | None] = [(await create_key(api, f"key {n}"))["id"] for n in range(2)] + [None]
     rows = random_rows(random.Random(group_by), key_ids)
-    insert_usage(db, rows)
+    # Half of it folded into the roll-ups, the rest (and some of the same groups) still pending: both must count.
+    insert_usage(db, rows[::2])
+    assert fold(db) > 0
+    insert_usage(db, rows[1::2])
     for since, until in RANGES:
         response = await api.get(
             "/usage/summary", params={"group_by": group_by, "since": iso(since), "until": iso(until)}
@@ -365,21 +369,26 @@ async def test_reset_clears_usage_and_keeps_keys(
 ) -> None:
     key = await create_key(api, "stays")
     insert_usage(db, [UsageRow(occurred_at=at(1, h), key_id=key["id"]) for h in range(5)])
+    fold(db)
+    insert_usage(db, [UsageRow(occurred_at=at(2, h), key_id=key["id"]) for h in range(5)])
     db.commit()
     response = await api.delete("/reset")
     assert response.status_code == 204
     with psycopg.connect(database_url) as conn:
         counts = conn.execute(
             """SELECT (SELECT count(*) FROM usage_events), (SELECT count(*) FROM usage_rollup_hourly),
-                      (SELECT count(*) FROM usage_rollup_daily), (SELECT count(*) FROM api_keys)"""
+                      (SELECT count(*) FROM usage_rollup_daily), (SELECT count(*) FROM usage_rollup_pending),
+                      (SELECT count(*) FROM api_keys)"""
         ).fetchone()
-    assert counts == (0, 0, 0, 1)
+    assert counts == (0, 0, 0, 0, 1)
     assert (await api.get("/data")).json() == {"items": [], "next_cursor": None}
     assert [k["id"] for k in (await api.get("/keys")).json()] == [key["id"]]
 
 
 async def test_metrics_report_recorded_usage(api: httpx.AsyncClient, db: psycopg.Connection[Any]) -> None:
-    insert_usage(db, [UsageRow(occurred_at=at(1, h)) for h in range(7)] + [UsageRow(occurred_at=at(3, 4, 5, 6, 7))])
+    insert_usage(db, [UsageRow(occurred_at=at(1, h)) for h in range(7)])
+    fold(db)
+    insert_usage(db, [UsageRow(occurred_at=at(3, 4, 5, 6, 7))])
     body = (await api.get("/metrics")).json()
     assert body["db"]["usage_rows"] == 8
     assert datetime.fromisoformat(body["db"]["last_usage_at"]) == at(3, 4, 5, 6, 7)

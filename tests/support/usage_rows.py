@@ -1,13 +1,13 @@
 """Recorded usage written straight into PostgreSQL, for tests of what the api reads.
 
-`insert_usage` runs the ledger's own SQL, so usage_events and both roll-ups are consistent exactly as the ledger keeps
-them, and a summary read from the roll-ups can be checked against the raw rows.
+`insert_usage` runs the ledger's own SQL, so usage_events, the pending roll-up sums and (after `fold`) both roll-ups
+are consistent exactly as the ledger keeps them, and a summary read from them can be checked against the raw rows.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from cg_ledger.store import CREATE_STAGING, RECORD_STAGED, STAGING_COLUMNS
+from cg_ledger.store import CREATE_STAGING, FOLD_PENDING, RECORD_STAGED, STAGING_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -38,8 +38,8 @@ class UsageRow:
 
 
 def insert_usage(conn: psycopg.Connection[Any], rows: Iterable[UsageRow]) -> list[int]:
-    """Record the rows with the ledger's own SQL (usage_events and both roll-ups, one transaction), so that what the
-    api reads in these tests is exactly what the ledger writes; returns the new ids in the order of `rows`."""
+    """Record the rows with the ledger's own SQL (usage_events and pending roll-up sums, one transaction), so that what
+    the api reads in these tests is exactly what the ledger writes; returns the new ids in the order of `rows`."""
     rows = list(rows)
     with conn.transaction():
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS " + CREATE_STAGING.split("CREATE TEMP TABLE ", 1)[1])
@@ -51,6 +51,24 @@ def insert_usage(conn: psycopg.Connection[Any], rows: Iterable[UsageRow]) -> lis
         conn.execute("TRUNCATE usage_staging")
     ids = {(r[2], r[3]): int(r[0]) for r in inserted}  # RETURNING id, recorded_at, source, event_id, …
     return [ids[(row.source, row.event_id)] for row in rows]
+
+
+def fold(conn: psycopg.Connection[Any]) -> int:
+    """Fold the pending roll-up sums into the roll-ups with the ledger's own SQL; returns how many moved."""
+    with conn.transaction():
+        row = conn.execute(FOLD_PENDING).fetchone()
+    return int(row[0]) if row else 0
+
+
+def rollup_totals(conn: psycopg.Connection[Any], table: str, figures: Sequence[str]) -> tuple[Any, ...]:
+    """Sums over one roll-up plus the sums still pending for it: what summaries count."""
+    columns = ", ".join(figures)
+    sums = ", ".join(f"sum({name})" for name in figures)
+    row = conn.execute(
+        f"SELECT {sums} FROM (SELECT {columns} FROM {table} UNION ALL SELECT {columns} FROM usage_rollup_pending) r"  # noqa: S608
+    ).fetchone()
+    assert row is not None
+    return tuple(row)
 
 
 COLUMN_ORDER = [c.strip() for c in STAGING_COLUMNS.split(",")]

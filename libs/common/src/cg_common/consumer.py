@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from enum import Enum
 
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig
 from nats.js.client import JetStreamContext
 from prometheus_client.core import CounterMetricFamily
 
 from cg_common.logging import get_logger
 from cg_common.publishing import Outgoing, PublishError, publish_all
+from cg_common.pull import PullFetcher, deliveries, ensure_consumer
 
 log = get_logger(__name__)
 
@@ -134,18 +134,18 @@ class Consumer:
 
     async def run(self) -> None:
         spec = self._spec
-        subscription = await self._js.pull_subscribe(
-            spec.filter_subject, durable=spec.durable, stream=spec.stream, config=spec.consumer_config()
-        )
+        await ensure_consumer(self._js, spec.stream, spec.consumer_config())
+        fetcher = PullFetcher(self._js, spec.stream, spec.durable)
+        await fetcher.start()
         # Work overlaps waiting: the next batch is fetched while earlier ones are handled, and up to `max_in_flight`
         # batches are handled at once, so that one batch's parsing runs while another waits for its commit.
         slots = asyncio.Semaphore(spec.max_in_flight)
         in_flight: set[asyncio.Task[None]] = set()
-        upcoming = asyncio.create_task(self._fetch(subscription))
+        upcoming = asyncio.create_task(fetcher.fetch(spec.batch_size, spec.fetch_timeout_secs))
         try:
             while not self._stopping.is_set():
                 messages = await upcoming
-                upcoming = asyncio.create_task(self._fetch(subscription))
+                upcoming = asyncio.create_task(fetcher.fetch(spec.batch_size, spec.fetch_timeout_secs))
                 if not messages:
                     continue
                 await slots.acquire()
@@ -154,12 +154,10 @@ class Consumer:
                 task.add_done_callback(in_flight.discard)
         finally:
             await asyncio.gather(*in_flight, return_exceptions=True)
-            # A batch fetched but not handled goes straight back, for another replica or the next start.
-            for message in await upcoming:
+            # What was fetched but not handled goes straight back, for another replica or the next start.
+            for message in [*await upcoming, *await fetcher.stop()]:
                 with contextlib.suppress(Exception):
                     await message.nak()
-            with contextlib.suppress(Exception):
-                await subscription.unsubscribe()
 
     async def _handle(self, messages: Sequence[Msg], slots: asyncio.Semaphore) -> None:
         try:
@@ -173,19 +171,13 @@ class Consumer:
         finally:
             slots.release()
 
-    async def _fetch(self, subscription: JetStreamContext.PullSubscription) -> list[Msg]:
-        try:
-            return await subscription.fetch(self._spec.batch_size, timeout=self._spec.fetch_timeout_secs)
-        except (NatsTimeoutError, TimeoutError):
-            return []
-
     async def _process(self, messages: Sequence[Msg]) -> None:
-        worn_out = [m for m in messages if m.metadata.num_delivered > self._spec.max_deliveries]
+        worn_out = [m for m in messages if deliveries(m) > self._spec.max_deliveries]
         if worn_out:
             # Delivered again and again without ever being settled: it likely kills the process. Set it aside.
             reason = f"delivered more than {self._spec.max_deliveries} times without being settled"
             await self._settle(worn_out, [Outcome.dead_letter(reason)] * len(worn_out))
-            messages = [m for m in messages if m.metadata.num_delivered <= self._spec.max_deliveries]
+            messages = [m for m in messages if deliveries(m) <= self._spec.max_deliveries]
             if not messages:
                 return
         try:
@@ -228,7 +220,7 @@ class Consumer:
                 raise TransientError(str(error)) from error
         for message, outcome in zip(messages, outcomes, strict=True):
             if outcome.verdict is Verdict.RETRY:
-                await message.nak(delay=self._spec.retry_delay(message.metadata.num_delivered))
+                await message.nak(delay=self._spec.retry_delay(deliveries(message)))
                 self.stats.retried += 1
             else:
                 await message.ack()

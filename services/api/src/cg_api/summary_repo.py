@@ -2,8 +2,10 @@
 
 A range [since, until) is cut into the full UTC days inside it (read from usage_rollup_daily), the full hours left at
 either end of those days (usage_rollup_hourly) and the partial hours at the very edges (usage_events, by the
-(occurred_at) index). The ledger keeps the roll-ups in the same transaction as the records, so the three parts add
-up to exactly what a scan of usage_events would, while a year costs a few thousand roll-up rows instead of millions.
+(occurred_at) index). Sums the ledger recorded but has not folded into the roll-ups yet (usage_rollup_pending, in the
+same transaction as their records) are added for the whole hours. All parts are read by one statement, from one
+snapshot, so they add up to exactly what a scan of usage_events would, while a year costs a few thousand roll-up rows
+instead of millions.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ _GROUP_COLUMN = {"key": "key_id", "model": "model", "source": "source", "provide
 _DAY_OF = {
     "usage_rollup_daily": sql.SQL("bucket"),
     "usage_rollup_hourly": sql.SQL("(bucket AT TIME ZONE 'UTC')::date"),
+    "usage_rollup_pending": sql.SQL("(bucket AT TIME ZONE 'UTC')::date"),
     "usage_events": sql.SQL("(occurred_at AT TIME ZONE 'UTC')::date"),
 }
 _ROLLUP_FIGURES = sql.SQL("events, requests, input_tokens, cached_input_tokens, output_tokens, cost, unpriced_events")
@@ -46,6 +49,7 @@ class Spans:
     days: tuple[date, date] | None = None
     hours: list[tuple[datetime, datetime]] = field(default_factory=list)
     raw: list[tuple[datetime, datetime]] = field(default_factory=list)
+    whole_hours: tuple[datetime, datetime] | None = None  # days and hours together: where pending sums count
 
 
 def split_range(since: datetime, until: datetime) -> Spans:
@@ -58,11 +62,12 @@ def split_range(since: datetime, until: datetime) -> Spans:
     if first_hour >= end_hour:
         return Spans(raw=[(since, until)])
     raw = _non_empty([(since, first_hour), (end_hour, until)])
+    whole_hours = (first_hour, end_hour)
     first_day, end_day = _ceil(first_hour, DAY), _floor(end_hour, DAY)
     if first_day >= end_day:
-        return Spans(hours=[(first_hour, end_hour)], raw=raw)
+        return Spans(hours=[whole_hours], raw=raw, whole_hours=whole_hours)
     hours = _non_empty([(first_hour, first_day), (end_day, end_hour)])
-    return Spans(days=(first_day.date(), end_day.date()), hours=hours, raw=raw)
+    return Spans(days=(first_day.date(), end_day.date()), hours=hours, raw=raw, whole_hours=whole_hours)
 
 
 async def summarize(conn: Connection, *, since: datetime, until: datetime, group_by: str) -> list[dict[str, Any]]:
@@ -104,6 +109,8 @@ def _arms(spans: Spans, group_by: str) -> tuple[list[sql.Composable], list[Any]]
         arm("usage_rollup_daily", "bucket", _ROLLUP_FIGURES, *spans.days)
     for start, end in spans.hours:
         arm("usage_rollup_hourly", "bucket", _ROLLUP_FIGURES, start, end)
+    if spans.whole_hours is not None:
+        arm("usage_rollup_pending", "bucket", _ROLLUP_FIGURES, *spans.whole_hours)
     for start, end in spans.raw:
         arm("usage_events", "occurred_at", _RECORD_FIGURES, start, end)
     return arms, params

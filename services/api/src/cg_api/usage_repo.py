@@ -68,14 +68,16 @@ async def clear(conn: Connection) -> None:
     behind a long reader or the ledger's writes, rather than queueing everything else behind its lock."""
     async with conn.transaction():
         await conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(RESET_LOCK_TIMEOUT)))
-        await conn.execute("TRUNCATE usage_events, usage_rollup_hourly, usage_rollup_daily")
+        await conn.execute("TRUNCATE usage_events, usage_rollup_hourly, usage_rollup_daily, usage_rollup_pending")
 
 
 async def figures(conn: Connection) -> dict[str, Any]:
     """Records stored and the newest one's time, both cheap however much is stored: the daily roll-up holds a few
-    rows per day and counts every record exactly once; max(occurred_at) is the first entry of its index."""
+    rows per day and, with the sums not folded into it yet, counts every record exactly once; max(occurred_at) is
+    the first entry of its index."""
     cursor = await conn.execute(
-        """SELECT (SELECT coalesce(sum(events), 0) FROM usage_rollup_daily) AS usage_rows,
+        """SELECT (SELECT coalesce(sum(events), 0) FROM usage_rollup_daily)
+                  + (SELECT coalesce(sum(events), 0) FROM usage_rollup_pending) AS usage_rows,
                   (SELECT max(occurred_at) FROM usage_events) AS last_usage_at"""
     )
     row = await cursor.fetchone()

@@ -8,8 +8,7 @@ The schema is documented in docs/ledger.md.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import Any
+from functools import cache
 
 import orjson
 
@@ -17,30 +16,30 @@ from cg_common.money import money_text
 from cg_common.publishing import Outgoing
 from cg_common.subjects import COST_RECORDED
 from cg_common.usage_publisher import usage_msg_id
-from cg_ledger.store import UsageRow
+from cg_ledger.store import Stored, UsageRow
 
 COST_RECORDED_TYPE = "io.costguardian.cost.recorded.v1"
 LEDGER_SOURCE = "//cost-guardian/ledger"
 _NOT_A_TOKEN = re.compile(r"[^A-Za-z0-9_-]")
 
 
-def cost_recorded_message(row: UsageRow, stored: Mapping[str, Any]) -> Outgoing:
+def cost_recorded_message(row: UsageRow, stored: Stored) -> Outgoing:
     """The message for one usage row, with what storing it added (`store.record_usage`'s result for it)."""
     event = {
         "specversion": "1.0",
         "type": COST_RECORDED_TYPE,
         "source": LEDGER_SOURCE,
-        "id": str(stored["id"]),
-        "time": stored["recorded_at"],
+        "id": str(stored.id),
+        "time": stored.recorded_at,
         "datacontenttype": "application/json",
         "data": {
-            "usage_id": stored["id"],
+            "usage_id": stored.id,
             "event": {"source": row.source, "id": row.event_id},
             "occurred_at": row.occurred_at,
             "provider": row.provider,
             "model": row.model,
-            "key_id": stored["key_id"],
-            "key_fingerprint": stored["key_fingerprint"],
+            "key_id": stored.key_id,
+            "key_fingerprint": stored.key_fingerprint,
             "input_tokens": row.input_tokens,
             "cached_input_tokens": row.cached_input_tokens,
             "output_tokens": row.output_tokens,
@@ -53,9 +52,15 @@ def cost_recorded_message(row: UsageRow, stored: Mapping[str, Any]) -> Outgoing:
         },
     }
     return Outgoing(
-        subject=f"{COST_RECORDED}.{_NOT_A_TOKEN.sub('_', row.provider)}",
+        subject=cost_subject(row.provider),
         # orjson: several times faster than json, and writes the datetimes as RFC 3339 with "Z" itself.
         payload=orjson.dumps(event, option=orjson.OPT_UTC_Z),
         # Named after the usage event, not the row id: ids restart after a reset, events do not change name.
         msg_id="cost:" + usage_msg_id(row.source, row.event_id),
     )
+
+
+@cache
+def cost_subject(provider: str) -> str:
+    """`cg.cost.recorded.<provider>`, the provider made a valid subject token; a handful of providers, computed once."""
+    return f"{COST_RECORDED}.{_NOT_A_TOKEN.sub('_', provider)}"

@@ -12,3 +12,4 @@ ACK_PENDING = Gauge("cg_ledger_ack_pending", "Usage messages delivered but not y
 BATCH_SECONDS = Histogram(
     "cg_ledger_batch_seconds", "Time to record one batch.", buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 )
+PENDING_FOLDED = Counter("cg_ledger_rollup_pending_folded", "Pending roll-up sums folded into the roll-ups.")

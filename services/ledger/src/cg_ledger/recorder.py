@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from datetime import UTC
-from typing import Any
 
 import psycopg
 from nats.aio.msg import Msg
@@ -22,10 +21,11 @@ from cg_common.consumer import Outcome, TransientError
 from cg_common.db import Connection
 from cg_common.pricing import Pricer
 from cg_common.publishing import PublishError, publish_all
+from cg_common.pull import deliveries
 from cg_common.usage_event import InvalidEventError, UsageEvent, parse_usage_event
 from cg_ledger import metrics
 from cg_ledger.cost_events import cost_recorded_message
-from cg_ledger.store import UsageRow, record_usage, recorded, stored_row
+from cg_ledger.store import Stored, UsageRow, record_usage, recorded
 
 # Faults of the database or the network rather than of the data: the batch is retried as it is.
 TRANSIENT_DB_ERRORS = (
@@ -59,7 +59,7 @@ class UsageRecorder:
             identity = (event.source, event.id)
             # A re-send inside the same batch is the same event: keep the first.
             rows.setdefault(identity, self._row(event, message))
-            if message.metadata.num_delivered > 1:
+            if deliveries(message) > 1:
                 redelivered.add(identity)
         stored = await self._store(rows, redelivered)
         try:
@@ -86,19 +86,19 @@ class UsageRecorder:
 
     async def _store(
         self, rows: dict[tuple[str, str], UsageRow], redelivered: set[tuple[str, str]]
-    ) -> list[tuple[UsageRow, dict[str, Any]]]:
+    ) -> list[tuple[UsageRow, Stored]]:
         """Commit the new rows; returns the rows to publish: the new ones, plus the already stored rows of
         redelivered messages (their first publication may have been lost in the crash that caused redelivery)."""
         try:
             async with self._db.connection() as conn, conn.transaction():
                 inserted = await record_usage(conn, list(rows.values()))
-                again = redelivered - {(r["source"], r["event_id"]) for r in inserted}
+                again = redelivered - {(r.source, r.event_id) for r in inserted}
                 earlier = await recorded(conn, sorted(again))
         except TRANSIENT_DB_ERRORS as error:
             raise TransientError(f"{type(error).__name__}: {error}") from error
-        new = [(rows[(r["source"], r["event_id"])], r) for r in inserted]
+        new = [(rows[(r.source, r.event_id)], r) for r in inserted]
         metrics.EVENTS_RECORDED.inc(len(new))
         metrics.DUPLICATES.inc(len(rows) - len(new))
         metrics.UNPRICED.inc(sum(1 for row, _ in new if row.cost is None))
         # As first recorded, not as in this message: a re-send may differ, the first recording is what counts.
-        return [*new, *((stored_row(r), r) for r in earlier)]
+        return [*new, *earlier]

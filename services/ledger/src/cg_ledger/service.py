@@ -19,6 +19,7 @@ from cg_common.messaging import close_nats, connect_nats, ensure_streams, stream
 from cg_common.pricing import Pricer
 from cg_common.subjects import DLQ, USAGE_ALL, USAGE_STREAM
 from cg_ledger import metrics
+from cg_ledger.folding import RollupFolder
 from cg_ledger.recorder import UsageRecorder
 from cg_ledger.settings import LedgerSettings
 from cg_ledger.store import create_staging_table
@@ -36,13 +37,19 @@ def usage_consumer_spec(settings: LedgerSettings) -> ConsumerSpec:
         dlq_subject=f"{DLQ}.usage",
         batch_size=settings.ledger_batch_size,
         ack_wait_secs=settings.ledger_ack_wait_secs,
+        max_in_flight=settings.ledger_max_in_flight,
         max_ack_pending=max(20_000, 4 * settings.ledger_batch_size),
     )
 
 
 async def run(settings: LedgerSettings) -> None:
     """Run until SIGTERM or SIGINT, then finish the batch in hand, acknowledge it and exit."""
-    db = await open_pool(settings.database_url, name="cg-ledger", max_size=4, configure=create_staging_table)
+    db = await open_pool(
+        settings.database_url,
+        name="cg-ledger",
+        max_size=settings.ledger_max_in_flight + 2,
+        configure=create_staging_table,
+    )
     nats = await connect_nats(settings.nats_url, name="cg-ledger")
     try:
         js = nats.jetstream()
@@ -58,11 +65,15 @@ async def run(settings: LedgerSettings) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, consumer.stop)
         lag = asyncio.create_task(_track_lag(js, spec))
+        folder = RollupFolder(db, interval_secs=settings.ledger_fold_interval_secs)
+        folding = asyncio.create_task(folder.run())
         log.info("ledger started", consumer=spec.durable, health_port=settings.ledger_port)
         try:
             await consumer.run()
         finally:
             lag.cancel()
+            folder.stop()
+            await folding  # its last round folds what the final batches left pending
             await health.stop()
         log.info("ledger stopped")
     finally:
