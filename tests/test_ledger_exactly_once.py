@@ -94,7 +94,8 @@ def test_exactly_once_through_resends_and_two_sigkills(ledger_env: dict[str, str
     rng.shuffle(messages)
     asyncio.run(publish(ledger_env["NATS_URL"], messages))
     database_url = ledger_env["DATABASE_URL"]
-    env = {**ledger_env, "LEDGER_BATCH_SIZE": "200"}
+    # Small batches and frequent folds: many folds of pending roll-up sums interleave with commits and kills.
+    env = {**ledger_env, "LEDGER_BATCH_SIZE": "200", "LEDGER_FOLD_INTERVAL_SECS": "0.2"}
 
     killed_at = []
     for fraction in (0.3, 0.6):

