@@ -80,6 +80,8 @@ def test_services_have_an_account_a_service_and_a_disruption_budget(overlay: str
         assert pod_of(manifests, name)["spec"]["serviceAccountName"] == name
     autoscaled = {h["spec"]["scaleTargetRef"]["name"] for h in of_kind(manifests, "HorizontalPodAutoscaler").values()}
     assert autoscaled == {"prober", "ledger"}
+    for name in autoscaled:  # the autoscaler owns the count: `kubectl apply` must not reset it
+        assert "replicas" not in of_kind(manifests, "Deployment")[name]["spec"], name
     job = of_kind(manifests, "Job")["cost-guardian-migrate"]
     assert job["spec"]["template"]["spec"]["containers"][0]["command"] == ["cg-migrate"]
 
@@ -142,6 +144,11 @@ PORTS = {"api": 5001, "web": 5002, "nats": 4222, "postgres": 5432, "redis": 6379
 def test_network_policies_let_each_service_reach_only_what_it_needs() -> None:
     manifests = rendered_overlay("dev")
     policies = list(of_kind(manifests, "NetworkPolicy").values())
+    # Everything not opened below is closed, the internet included, for every pod of the namespace.
+    assert of_kind(manifests, "NetworkPolicy")["default-deny"]["spec"] == {
+        "podSelector": {},
+        "policyTypes": ["Ingress", "Egress"],
+    }
     labels = {name: pod_of(manifests, name)["metadata"]["labels"] for name in [*REACH, "nats", "postgres", "redis"]}
     for source, allowed in REACH.items():
         for target, port in PORTS.items():
