@@ -3,6 +3,7 @@ promise checked, and the Dockerfile linted with hadolint."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -112,6 +113,8 @@ def test_the_image_is_multi_stage_non_root_and_checks_its_health() -> None:
     names = [name for name, _ in final]
     assert "USER" in names and "HEALTHCHECK" in names
     assert dict(final)["USER"].split(":")[0] not in {"0", "root"}
+    # Without a command of its own, the image runs the api exactly as the deployments do.
+    assert json.loads(dict(final)["CMD"]) == compose_document()["services"]["api"]["command"]
     # Only the built virtual environment reaches the final image: no uv, no sources, no build cache.
     assert [args for name, args in final if name in {"COPY", "ADD"}] == ["--from=build /app/.venv /app/.venv"]
     dockerignore = (REPO / ".dockerignore").read_text().splitlines()
