@@ -35,6 +35,10 @@ def test_overlay_renders_and_matches_the_kubernetes_schemas(overlay: str) -> Non
     assert {m["metadata"].get("namespace") for m in manifests if m["kind"] != "Namespace"} == {"cost-guardian"}
 
 
+def test_the_top_level_kustomization_is_the_dev_overlay() -> None:
+    assert render(K8S) == list(rendered_overlay("dev"))
+
+
 def test_a_misspelt_field_fails_validation(tmp_path: Path) -> None:
     tree = shutil.copytree(K8S, tmp_path / "k8s")
     api = tree / "base" / "api.yaml"
