@@ -4,13 +4,20 @@ promise checked, and the Dockerfile linted with hadolint."""
 from __future__ import annotations
 
 import json
+import re
+import secrets
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from dotenv import dotenv_values
 
+from cg_api.settings import ApiSettings
+from cg_common.crypto import new_master_key
+from cg_common.settings import DatabaseSettings
 from cg_devstack.envfile import SETTINGS
+from cg_ledger.settings import LedgerSettings
 from tests.support.deployment import (
     COMPOSE_FILE,
     DOCKERFILE,
@@ -119,3 +126,18 @@ def test_the_image_is_multi_stage_non_root_and_checks_its_health() -> None:
     assert [args for name, args in final if name in {"COPY", "ADD"}] == ["--from=build /app/.venv /app/.venv"]
     dockerignore = (REPO / ".dockerignore").read_text().splitlines()
     assert "**/.env" in dockerignore and ".git" in dockerignore
+
+
+@pytest.mark.parametrize(("service", "settings_class"), [("api", ApiSettings), ("ledger", LedgerSettings)])
+def test_the_env_example_filled_in_gives_valid_production_settings(
+    service: str, settings_class: type[DatabaseSettings]
+) -> None:
+    """What a service gets from Compose (the env file with its three secrets filled in, then `environment:` with
+    the password interpolated) passes the service's own production checks."""
+    filled = {"MASTER_KEY": new_master_key(), "API_KEY": secrets.token_hex(32), "POSTGRES_PASSWORD": "s3cret"}
+    env = {**dotenv_values(COMPOSE_FILE.parent / ".env.example"), **filled}
+    for key, value in compose_document()["services"][service]["environment"].items():
+        env[key] = re.sub(r"\$\{POSTGRES_PASSWORD:\?[^}]*\}", filled["POSTGRES_PASSWORD"], value)
+    settings = settings_class.model_validate({k.lower(): v for k, v in env.items()})
+    assert settings.is_production
+    assert settings.database_url == "postgresql://costguardian:s3cret@postgres:5432/costguardian"
