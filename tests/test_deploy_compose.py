@@ -1,0 +1,143 @@
+"""The one-host deployment: the compose files parsed by the Compose specification's validating parser, what they
+promise checked, and the Dockerfile linted with hadolint."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from dotenv import dotenv_values
+
+from cg_api.settings import ApiSettings
+from cg_common.crypto import new_master_key
+from cg_common.settings import DatabaseSettings
+from cg_devstack.envfile import SETTINGS
+from cg_ledger.settings import LedgerSettings
+from tests.support.deployment import (
+    COMPOSE_FILE,
+    DOCKERFILE,
+    REPO,
+    ROOT_COMPOSE_FILE,
+    compose_document,
+    dockerfile_instructions,
+    parse_compose,
+)
+
+APP_SERVICES = ("migrate", "api", "web", "scheduler", "ledger", "prober")
+DATASTORES = ("nats", "postgres", "redis")
+
+
+@pytest.mark.parametrize("path", [COMPOSE_FILE, ROOT_COMPOSE_FILE], ids=["deploy/compose", "root"])
+def test_compose_files_parse(path: Path) -> None:
+    parse_compose(compose_document(path))
+
+
+def test_the_root_file_includes_the_deployment() -> None:
+    included = compose_document(ROOT_COMPOSE_FILE)["include"]
+    assert [REPO / path for path in included] == [COMPOSE_FILE]
+
+
+@pytest.mark.parametrize(
+    ("service", "field", "typo"),
+    [("api", "depends_on", "depend_on"), ("prober", "deploy", "deploi"), ("postgres", "healthcheck", "healthchek")],
+)
+def test_a_misspelt_field_is_refused(service: str, field: str, typo: str) -> None:
+    document = compose_document()
+    document["services"][service][typo] = document["services"][service].pop(field)
+    with pytest.raises(ValueError, match=typo):
+        parse_compose(document)
+
+
+def test_a_misspelt_nested_field_is_refused() -> None:
+    document = compose_document()
+    document["services"]["redis"]["healthcheck"]["intervall"] = document["services"]["redis"]["healthcheck"].pop(
+        "interval"
+    )
+    with pytest.raises(ValueError, match="intervall"):
+        parse_compose(document)
+
+
+def test_services_start_in_order_once_their_dependencies_are_healthy() -> None:
+    services = parse_compose(compose_document()).to_dict()["services"]
+    assert set(services) == {*DATASTORES, *APP_SERVICES}
+    for name in DATASTORES:
+        assert services[name]["healthcheck"]["test"][0] == "CMD", name
+        assert services[name].get("volumes"), name
+    assert services["migrate"]["command"] == ["cg-migrate"]
+    assert services["migrate"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    for name in ("api", "scheduler", "ledger", "prober"):
+        conditions = {dep: spec["condition"] for dep, spec in services[name]["depends_on"].items()}
+        assert conditions == {
+            "nats": "service_healthy",
+            "postgres": "service_healthy",
+            "redis": "service_healthy",
+            "migrate": "service_completed_successfully",
+        }, name
+    assert services["web"]["depends_on"] == {"api": {"condition": "service_healthy"}}
+    assert services["prober"]["deploy"]["replicas"] == 2
+    assert services["api"]["ports"] == ["5001:5001"]
+    assert services["web"]["ports"] == ["5002:5002"]
+
+
+def test_settings_come_from_the_env_file_and_nothing_secret_is_written_in() -> None:
+    document = compose_document()
+    for name in APP_SERVICES:
+        service = document["services"][name]
+        assert service["env_file"] == ".env", name
+        for key, value in service.get("environment", {}).items():
+            assert key not in {"MASTER_KEY", "API_KEY", "POSTGRES_PASSWORD"}, name
+            # A password may only enter by interpolation from the env file, never as a literal.
+            assert "@" not in value or "${POSTGRES_PASSWORD:?" in value, (name, key)
+    password = document["services"]["postgres"]["environment"]["POSTGRES_PASSWORD"]
+    assert password.startswith("${POSTGRES_PASSWORD:?")
+
+
+def test_the_env_example_names_only_known_settings_and_the_real_file_is_ignored() -> None:
+    example = COMPOSE_FILE.parent / ".env.example"
+    names = {line.split("=", 1)[0] for line in example.read_text().splitlines() if line and not line.startswith("#")}
+    assert names <= {s.name for s in SETTINGS} | {"POSTGRES_PASSWORD"}
+    assert {"ENV", "MASTER_KEY", "API_KEY", "POSTGRES_PASSWORD", "ALLOWED_ORIGINS"} <= names
+    ignored = subprocess.run(["git", "check-ignore", "-q", "deploy/compose/.env"], cwd=REPO, check=False)
+    assert ignored.returncode == 0
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    hadolint = Path(sys.executable).with_name("hadolint")
+    result = subprocess.run([str(hadolint), str(DOCKERFILE)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_image_is_multi_stage_non_root_and_checks_its_health() -> None:
+    instructions = dockerfile_instructions()
+    stages = [args for name, args in instructions if name == "FROM"]
+    assert len(stages) >= 3  # uv, build, final
+    final = instructions[max(i for i, (name, _) in enumerate(instructions) if name == "FROM") :]
+    names = [name for name, _ in final]
+    assert "USER" in names and "HEALTHCHECK" in names
+    assert dict(final)["USER"].split(":")[0] not in {"0", "root"}
+    # Without a command of its own, the image runs the api exactly as the deployments do.
+    assert json.loads(dict(final)["CMD"]) == compose_document()["services"]["api"]["command"]
+    # Only the built virtual environment reaches the final image: no uv, no sources, no build cache.
+    assert [args for name, args in final if name in {"COPY", "ADD"}] == ["--from=build /app/.venv /app/.venv"]
+    dockerignore = (REPO / ".dockerignore").read_text().splitlines()
+    assert "**/.env" in dockerignore and ".git" in dockerignore
+
+
+@pytest.mark.parametrize(("service", "settings_class"), [("api", ApiSettings), ("ledger", LedgerSettings)])
+def test_the_env_example_filled_in_gives_valid_production_settings(
+    service: str, settings_class: type[DatabaseSettings]
+) -> None:
+    """What a service gets from Compose (the env file with its three secrets filled in, then `environment:` with
+    the password interpolated) passes the service's own production checks."""
+    filled = {"MASTER_KEY": new_master_key(), "API_KEY": secrets.token_hex(32), "POSTGRES_PASSWORD": "s3cret"}
+    env = {**dotenv_values(COMPOSE_FILE.parent / ".env.example"), **filled}
+    for key, value in compose_document()["services"][service]["environment"].items():
+        env[key] = re.sub(r"\$\{POSTGRES_PASSWORD:\?[^}]*\}", filled["POSTGRES_PASSWORD"], value)
+    settings = settings_class.model_validate({k.lower(): v for k, v in env.items()})
+    assert settings.is_production
+    assert settings.database_url == "postgresql://costguardian:s3cret@postgres:5432/costguardian"
