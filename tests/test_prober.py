@@ -8,12 +8,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import nats
+import psycopg
 import pytest
 from redis.asyncio import Redis
 
+from cg_common.crypto import fingerprint
 from cg_common.heartbeats import heartbeat_key
 from cg_common.subjects import USAGE_STREAM
 from cg_common.usage_event import parse_usage_event
+from cg_prober.organization import organization_source
 from tests.fake_openai import FakeServer, fake_key, running_fake_openai
 from tests.support.leaks import database_holds, nats_holds
 from tests.support.probing import (
@@ -24,8 +28,8 @@ from tests.support.probing import (
     stream_messages,
     wait_for_results,
 )
-from tests.support.processes import free_port, running_prober, start_prober
-from tests.support.usage import wait_until
+from tests.support.processes import free_port, running_ledger, running_prober, start_prober
+from tests.support.usage import count_rows, wait_until
 
 SLOW_MS = 2500
 
@@ -169,7 +173,8 @@ def test_a_prober_killed_mid_probe_is_replaced_and_the_request_answered_once(
     slow = fake_key("slow")
     key_id = store_key(prober_env["DATABASE_URL"], master_key, slow)
     request = probe_request(key_id)
-    env = {**prober_env, "PROBE_TIMEOUT_SECS": "10"}  # the slow key answers (after SLOW_MS) rather than timing out
+    # The slow key answers (after SLOW_MS) rather than timing out; a killed probe comes back after the ack wait.
+    env = {**prober_env, "PROBE_TIMEOUT_SECS": "4", "PROBER_ACK_WAIT_SECS": "6"}
     first = start_prober(env, tmp_path / "first.log")
     try:
         asyncio.run(publish_requests(env["NATS_URL"], [request]))
@@ -192,3 +197,66 @@ def test_a_prober_killed_mid_probe_is_replaced_and_the_request_answered_once(
 async def _pending(nats_url: str) -> int:
     messages = await stream_messages(nats_url, "CG_PROBE_REQUESTS")
     return len(messages)
+
+
+def test_admin_key_organization_usage_is_recorded_once_even_when_pulled_twice(
+    prober_env: dict[str, str], ledger_env: dict[str, str], master_key: str, fake: FakeServer, tmp_path: Path
+) -> None:
+    database_url = prober_env["DATABASE_URL"]
+    admin = fake_key(admin=True)
+    key_id = store_key(database_url, master_key, admin, kind="admin")
+    source = organization_source(fingerprint(admin))
+    fake.fake.served_usage.clear()
+    with (
+        running_ledger(ledger_env, tmp_path / "ledger.log"),
+        running_prober(prober_env, tmp_path / "prober.log") as prober,
+    ):
+        first = probe_request(key_id)
+        asyncio.run(publish_requests(prober_env["NATS_URL"], [first]))
+        assert wait_for_results(prober_env["NATS_URL"], {first.request_id}, timeout=30)[first.request_id].ok
+        served = len(fake.fake.served_usage)
+        assert served > 48  # two days of hours, several groups each: more than one page was followed
+        wait_until(
+            lambda: count_rows(database_url, "source = %s", (source,)) == served,
+            timeout=30,
+            message="the ledger did not record the organization's usage",
+        )
+        # Pulled again, by a probe that starts from the last recorded hour, and by one that starts from scratch.
+        again = probe_request(key_id)
+        asyncio.run(publish_requests(prober_env["NATS_URL"], [again]))
+        assert wait_for_results(prober_env["NATS_URL"], {again.request_id}, timeout=30)[again.request_id].ok
+        metrics = httpx.get(prober.url + "/metrics").text
+    with running_ledger(ledger_env, tmp_path / "ledger-2.log"):  # a restart drains whatever was still in flight
+        wait_until(
+            lambda: asyncio.run(_ledger_pending(prober_env["NATS_URL"])) == 0,
+            timeout=30,
+            message="the ledger did not drain the usage stream",
+        )
+    assert fake.fake.requests_of(admin) >= 3
+    assert "cg_prober_org_usage_events_total" in metrics
+    served_rows = list(fake.fake.served_usage.values())
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            """SELECT count(*), sum(input_tokens), sum(output_tokens), sum(cached_input_tokens), sum(requests)
+               FROM usage_events WHERE source = %s""",
+            (source,),
+        ).fetchone()
+    assert row is not None
+    assert tuple(int(v) for v in row) == (
+        len(served_rows),
+        sum(r["input_tokens"] for r in served_rows),
+        sum(r["output_tokens"] for r in served_rows),
+        sum(r["input_cached_tokens"] for r in served_rows),
+        sum(r["num_model_requests"] for r in served_rows),
+    )
+    assert asyncio.run(nats_holds(prober_env["NATS_URL"], admin)) == []
+    assert admin not in (tmp_path / "prober.log").read_text()
+
+
+async def _ledger_pending(nats_url: str) -> int:
+    nc = await nats.connect(nats_url)
+    try:
+        info = await nc.jetstream().consumer_info(USAGE_STREAM.name, "ledger")
+        return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+    finally:
+        await nc.close()

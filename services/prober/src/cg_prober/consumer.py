@@ -25,6 +25,7 @@ from cg_prober.handler import Action, Decision, InfrastructureError
 log = get_logger(__name__)
 
 MAX_FETCH = 256
+FILL_WAIT_SECS = 0.02
 INFRASTRUCTURE_RETRY_SECS = 2.0
 
 MessageHandler = Callable[[bytes, int], Awaitable[Decision]]
@@ -39,6 +40,7 @@ class PerMessageConsumer:
         self._handler = handler
         self._freed = asyncio.Event()
         self._concurrency = concurrency
+        self._min_fetch = max(1, concurrency // 8)
         self._grace_secs = grace_secs
         self._stopping = asyncio.Event()
         self._in_flight: dict[asyncio.Task[None], Msg] = {}
@@ -60,11 +62,17 @@ class PerMessageConsumer:
         try:
             while not self._stopping.is_set():
                 free = self._concurrency - len(self._in_flight)
-                if free <= 0:
+                if free < self._min_fetch:
+                    # A fetch is a round trip to the server: ask for a handful at once, not one per finished probe,
+                    # unless probes finish too slowly for a handful to free up soon.
                     self._freed.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._freed.wait(), timeout=self._spec.fetch_timeout_secs)
-                    continue
+                    wait = FILL_WAIT_SECS if free > 0 else self._spec.fetch_timeout_secs
+                    try:
+                        await asyncio.wait_for(self._freed.wait(), timeout=wait)
+                        continue
+                    except TimeoutError:
+                        if free <= 0:
+                            continue
                 for message in await self._fetch(subscription, min(free, MAX_FETCH)):
                     task = asyncio.create_task(self._settle(message))
                     self._in_flight[task] = message

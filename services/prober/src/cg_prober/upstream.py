@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+import aiohttp
 import httpx
 import orjson
+from httpx_aiohttp import AiohttpTransport
 
 from cg_common.probes import TRANSIENT_OUTCOMES, ProbeMode, ProbeOutcome
 
@@ -44,11 +46,15 @@ class Attempt:
 
 
 def new_client(*, base_url: str, timeout_secs: float, concurrency: int) -> httpx.AsyncClient:
-    """The one client a prober shares across all its probes: pooled keep-alive connections, bounded timeouts."""
+    """The one client a prober shares across all its probes: pooled keep-alive connections, bounded timeouts.
+
+    httpx's API over aiohttp's connection pool: httpcore's own pool checks every pooled connection on every request,
+    which at 100+ connections cost more CPU than everything else a probe does (see docs/prober.md)."""
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     return httpx.AsyncClient(
         base_url=base_url,
         timeout=httpx.Timeout(timeout_secs, connect=min(timeout_secs, 5.0)),
-        limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+        transport=AiohttpTransport(limits=limits),
         headers={"User-Agent": "cost-guardian-prober"},
         follow_redirects=False,
     )
@@ -76,7 +82,9 @@ async def call(
                 **({"Content-Type": "application/json"} if json_body is not None else {}),
             },
         )
-    except httpx.TimeoutException:
+    except httpx.TimeoutException as error:
+        if _refused(error):
+            return Attempt("network_error", _ms_since(started), error_message=f"cannot connect: {error}"[:300])
         return Attempt("timeout", _ms_since(started), error_message="no answer within the probe timeout")
     except httpx.TransportError as error:
         return Attempt("network_error", _ms_since(started), error_message=f"{type(error).__name__}: {error}"[:300])
@@ -140,6 +148,12 @@ def probe_request(mode: ProbeMode, model: str) -> tuple[str, str, dict[str, Any]
         return "GET", "/models", None
     body = {"model": model, "messages": [{"role": "user", "content": "ping"}], "max_completion_tokens": 1}
     return "POST", "/chat/completions", body
+
+
+def _refused(error: httpx.TimeoutException) -> bool:
+    """httpx-aiohttp reports a refused or unresolvable connection as a ConnectTimeout; the cause tells them apart."""
+    cause = error.__cause__
+    return isinstance(cause, aiohttp.ClientConnectionError) and not isinstance(cause, TimeoutError)
 
 
 def _text(value: Any) -> str | None:
