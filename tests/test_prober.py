@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -15,7 +16,7 @@ from redis.asyncio import Redis
 
 from cg_common.crypto import fingerprint
 from cg_common.heartbeats import heartbeat_key
-from cg_common.subjects import USAGE_STREAM
+from cg_common.subjects import BILLING_STREAM, USAGE_STREAM
 from cg_common.usage_event import parse_usage_event
 from cg_prober.organization import organization_source
 from tests.fake_openai import FakeServer, fake_key, running_fake_openai
@@ -28,7 +29,7 @@ from tests.support.probing import (
     stream_messages,
     wait_for_results,
 )
-from tests.support.processes import free_port, running_ledger, running_prober, start_prober
+from tests.support.processes import free_port, running_api, running_ledger, running_prober, start_prober
 from tests.support.usage import count_rows, wait_until
 
 SLOW_MS = 2500
@@ -200,13 +201,19 @@ async def _pending(nats_url: str) -> int:
 
 
 def test_admin_key_organization_usage_is_recorded_once_even_when_pulled_twice(
-    prober_env: dict[str, str], ledger_env: dict[str, str], master_key: str, fake: FakeServer, tmp_path: Path
+    prober_env: dict[str, str],
+    ledger_env: dict[str, str],
+    api_env: dict[str, str],
+    master_key: str,
+    fake: FakeServer,
+    tmp_path: Path,
 ) -> None:
     database_url = prober_env["DATABASE_URL"]
     admin = fake_key(admin=True)
     key_id = store_key(database_url, master_key, admin, kind="admin")
     source = organization_source(fingerprint(admin))
     fake.fake.served_usage.clear()
+    fake.fake.served_costs.clear()
     with (
         running_ledger(ledger_env, tmp_path / "ledger.log"),
         running_prober(prober_env, tmp_path / "prober.log") as prober,
@@ -230,9 +237,9 @@ def test_admin_key_organization_usage_is_recorded_once_even_when_pulled_twice(
         wait_until(
             lambda: asyncio.run(_ledger_pending(prober_env["NATS_URL"])) == 0,
             timeout=30,
-            message="the ledger did not drain the usage stream",
+            message="the ledger did not drain the usage and billing streams",
         )
-    assert fake.fake.requests_of(admin) >= 3
+    assert fake.fake.requests_of(admin) >= 4  # usage and costs, twice
     assert "cg_prober_org_usage_events_total" in metrics
     served_rows = list(fake.fake.served_usage.values())
     with psycopg.connect(database_url) as conn:
@@ -249,6 +256,17 @@ def test_admin_key_organization_usage_is_recorded_once_even_when_pulled_twice(
         sum(r["input_cached_tokens"] for r in served_rows),
         sum(r["num_model_requests"] for r in served_rows),
     )
+    # Billed costs: every (day, project) OpenAI reported, stored once, and shown beside the computed cost.
+    billed = [Decimal(repr(r["amount"]["value"])) for r in fake.fake.served_costs.values()]
+    with psycopg.connect(database_url) as conn:
+        stored = conn.execute("SELECT count(*), sum(amount) FROM billed_costs WHERE source = %s", (source,)).fetchone()
+    assert stored is not None
+    assert (stored[0], stored[1]) == (len(billed), sum(billed))
+    with running_api(api_env, tmp_path / "api.log") as api:
+        answer = httpx.get(api.url + "/usage/billed", headers={"X-API-Key": api_env["API_KEY"]}).json()
+    assert Decimal(answer["billed"]) == sum(billed)
+    assert Decimal(answer["computed"]) > 0
+    assert all(isinstance(day["computed"], str) for day in answer["days"])
     assert asyncio.run(nats_holds(prober_env["NATS_URL"], admin)) == []
     assert admin not in (tmp_path / "prober.log").read_text()
 
@@ -256,7 +274,10 @@ def test_admin_key_organization_usage_is_recorded_once_even_when_pulled_twice(
 async def _ledger_pending(nats_url: str) -> int:
     nc = await nats.connect(nats_url)
     try:
-        info = await nc.jetstream().consumer_info(USAGE_STREAM.name, "ledger")
-        return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+        pending = 0
+        for stream, consumer in ((USAGE_STREAM.name, "ledger"), (BILLING_STREAM.name, "ledger-billing")):
+            info = await nc.jetstream().consumer_info(stream, consumer)
+            pending += int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+        return pending
     finally:
         await nc.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from cg_common.db import Connection
 
@@ -43,5 +43,12 @@ async def load_key(conn: Connection, key_id: int) -> StoredKey | None:
 async def last_recorded_at(conn: Connection, source: str) -> datetime | None:
     """When the newest usage event of `source` happened, as recorded by the ledger: the organization pull's bookmark."""
     cursor = await conn.execute("SELECT max(occurred_at) AS last FROM usage_events WHERE source = %s", (source,))
+    row = await cursor.fetchone()
+    return row["last"] if row else None
+
+
+async def last_billed_day(conn: Connection, source: str) -> date | None:
+    """The newest day of billed costs the ledger recorded for `source`: where the next costs pull starts."""
+    cursor = await conn.execute("SELECT max(day) AS last FROM billed_costs WHERE source = %s", (source,))
     row = await cursor.fetchone()
     return row["last"] if row else None
