@@ -24,7 +24,8 @@ class FakeServer:
 def running_fake_openai(*, latency_ms: float = 0.0, slow_ms: float = 5000.0) -> Iterator[FakeServer]:
     fake = FakeOpenAI(latency_ms=latency_ms, slow_ms=slow_ms)
     port = free_port()
-    config = uvicorn.Config(fake.app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    # log_config=None: uvicorn must not reconfigure this process's logging (other tests assert on it).
+    config = uvicorn.Config(fake.app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="off")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="fake-openai", daemon=True)
     thread.start()
