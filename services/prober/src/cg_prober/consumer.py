@@ -19,8 +19,9 @@ from nats.js.client import JetStreamContext
 
 from cg_common.consumer import DLQ_REASON_HEADER, DLQ_SEQUENCE_HEADER, DLQ_SUBJECT_HEADER, ConsumerSpec
 from cg_common.logging import get_logger
-from cg_common.publishing import Outgoing, PublishError, publish_all
+from cg_common.publishing import Outgoing, PublishError
 from cg_prober.handler import Action, Decision, InfrastructureError
+from cg_prober.outbox import Outbox
 
 log = get_logger(__name__)
 
@@ -38,6 +39,7 @@ class PerMessageConsumer:
         self._js = js
         self._spec = spec
         self._handler = handler
+        self._outbox = Outbox(js)
         self._freed = asyncio.Event()
         self._concurrency = concurrency
         self._min_fetch = max(1, concurrency // 8)
@@ -59,6 +61,7 @@ class PerMessageConsumer:
             stream=self._spec.stream,
             config=self._spec.consumer_config(),
         )
+        outbox = asyncio.create_task(self._outbox.run())
         try:
             while not self._stopping.is_set():
                 free = self._concurrency - len(self._in_flight)
@@ -79,6 +82,9 @@ class PerMessageConsumer:
                     task.add_done_callback(self._done)
         finally:
             await self._drain()
+            outbox.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await outbox
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()
 
@@ -127,7 +133,7 @@ class PerMessageConsumer:
             outgoing.append(self._dead_letter(message, decision.reason))
         if outgoing:
             try:
-                await publish_all(self._js, outgoing)
+                await self._outbox.publish(outgoing)
             except PublishError as error:
                 log.warning("result not acknowledged by JetStream; request handed back", error=str(error)[:200])
                 await _nak(message, INFRASTRUCTURE_RETRY_SECS)
