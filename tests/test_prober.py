@@ -281,3 +281,22 @@ async def _ledger_pending(nats_url: str) -> int:
         return pending
     finally:
         await nc.close()
+
+
+def test_sigterm_finishes_the_probe_in_hand_then_exits_cleanly(
+    prober_env: dict[str, str], master_key: str, fake: FakeServer, tmp_path: Path
+) -> None:
+    slow = fake_key("slow")
+    key_id = store_key(prober_env["DATABASE_URL"], master_key, slow)
+    request = probe_request(key_id)
+    env = {**prober_env, "PROBE_TIMEOUT_SECS": "4", "PROBER_ACK_WAIT_SECS": "6"}
+    prober = start_prober(env, tmp_path / "prober.log")
+    try:
+        asyncio.run(publish_requests(env["NATS_URL"], [request]))
+        wait_until(lambda: fake.fake.requests_of(slow) >= 1, timeout=20, message="the prober never called")
+    finally:
+        code = prober.stop(timeout=20)  # SIGTERM while the slow call is in flight
+    assert code == 0
+    results = probe_results(env["NATS_URL"])
+    assert [(r.request_id, r.ok, r.attempts) for r in results] == [(request.request_id, True, 1)]
+    assert asyncio.run(_pending(env["NATS_URL"])) == 0  # acknowledged before exiting
