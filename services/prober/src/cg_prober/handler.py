@@ -25,7 +25,8 @@ from cg_common.publishing import Outgoing
 from cg_common.usage_event import InvalidEventError
 from cg_common.usage_publisher import prepare_usage, usage_event_from_openai
 from cg_prober import metrics, upstream
-from cg_prober.keys_repo import StoredKey, load_key
+from cg_prober.key_loader import KeyLoader
+from cg_prober.keys_repo import StoredKey
 from cg_prober.organization import OrganizationPuller
 from cg_prober.settings import ProberSettings
 
@@ -65,7 +66,7 @@ class ProbeHandler:
         organization: OrganizationPuller | None = None,
     ) -> None:
         self._settings = settings
-        self._db = db
+        self._keys = KeyLoader(db)
         self._cipher = cipher
         self._client = client
         self._organization = organization
@@ -78,8 +79,7 @@ class ProbeHandler:
             metrics.DEAD_LETTERED.inc()
             return Decision(Action.DEAD_LETTER, reason=f"not a probe request: {error.error_count()} errors")
         try:
-            async with self._db.connection() as conn:
-                key = await load_key(conn, request.key_id)
+            key = await self._keys.load(request.key_id)
         except (PsycopgError, TimeoutError) as error:
             raise InfrastructureError(type(error).__name__) from error
         unavailable = self._unavailable(request, key)

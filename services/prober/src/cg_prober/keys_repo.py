@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -22,22 +23,24 @@ class StoredKey:
         return self.ciphertext is not None and self.deleted_at is None
 
 
-async def load_key(conn: Connection, key_id: int) -> StoredKey | None:
+async def load_keys(conn: Connection, key_ids: Sequence[int]) -> dict[int, StoredKey]:
+    """The stored keys among `key_ids` (unknown ids are simply absent), in one query."""
     cursor = await conn.execute(
-        "SELECT id, kind, ciphertext, fingerprint, active, deleted_at FROM api_keys WHERE id = %s", (key_id,)
+        "SELECT id, kind, ciphertext, fingerprint, active, deleted_at FROM api_keys WHERE id = ANY(%s)",
+        (list(key_ids),),
     )
-    row = await cursor.fetchone()
-    if row is None:
-        return None
-    ciphertext = row["ciphertext"]
-    return StoredKey(
-        id=row["id"],
-        kind=row["kind"],
-        ciphertext=bytes(ciphertext) if ciphertext is not None else None,
-        fingerprint=str(row["fingerprint"]),
-        active=row["active"],
-        deleted_at=row["deleted_at"],
-    )
+    keys = {}
+    for row in await cursor.fetchall():
+        ciphertext = row["ciphertext"]
+        keys[row["id"]] = StoredKey(
+            id=row["id"],
+            kind=row["kind"],
+            ciphertext=bytes(ciphertext) if ciphertext is not None else None,
+            fingerprint=str(row["fingerprint"]),
+            active=row["active"],
+            deleted_at=row["deleted_at"],
+        )
+    return keys
 
 
 async def last_recorded_at(conn: Connection, source: str) -> datetime | None:
