@@ -193,6 +193,12 @@ def markdown(result: dict[str, Any]) -> str:
         f"{_cores(one, 'prober')}, fake {_cores(one, 'fake')}, nats-server {_cores(one, 'nats')}, postgres "
         f"{_cores(one, 'postgres')}; with two: {_cores(two, 'prober')}, {_cores(two, 'fake')}, {_cores(two, 'nats')}, "
         f"{_cores(two, 'postgres')}.",
+        "",
+        f"Ceilings: {result['concurrency']} probes in flight over {result['latency_ms']} ms allow "
+        f"{result['concurrency'] * 1000 // result['latency_ms']:,} probes/s per replica; at "
+        f"{one['cpu_ms_per_probe']['prober']:.2f} ms of prober CPU a probe, one core allows "
+        f"{1000 / one['cpu_ms_per_probe']['prober']:,.0f}/s. The fake, nats-server and PostgreSQL share the same "
+        "2 cores, so two replicas compete with them (and with whatever else runs on the machine).",
     ]
     return "\n".join(lines)
 
