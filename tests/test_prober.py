@@ -24,13 +24,14 @@ from tests.support.leaks import database_holds, nats_holds
 from tests.support.probing import (
     probe_request,
     probe_results,
+    publish_mixed_requests,
     publish_requests,
     store_key,
     stream_messages,
     wait_for_results,
 )
 from tests.support.processes import free_port, running_api, running_ledger, running_prober, start_prober
-from tests.support.usage import count_rows, wait_until
+from tests.support.usage import count_rows, dead_letters, wait_until
 
 SLOW_MS = 2500
 
@@ -78,6 +79,7 @@ def test_every_outcome_is_classified_retried_as_it_should_and_never_leaks_the_ke
     ]
     log_path = tmp_path / "prober.log"
     with running_prober(prober_env, log_path) as prober:
+        asyncio.run(publish_mixed_requests(prober_env["NATS_URL"], b'{"not": "a probe request"}'))
         asyncio.run(publish_requests(prober_env["NATS_URL"], [*requests.values(), *dropped]))
         wanted = {r.request_id for r in requests.values()}
         results = wait_for_results(prober_env["NATS_URL"], wanted, timeout=60)
@@ -118,6 +120,10 @@ def test_every_outcome_is_classified_retried_as_it_should_and_never_leaks_the_ke
     assert 'cg_prober_dropped_total{reason="unknown"} 1.0' in metrics
     assert 'cg_prober_dropped_total{reason="deleted"} 1.0' in metrics
     assert 'cg_prober_probes_total{outcome="timeout"} 1.0' in metrics
+    # An unreadable request is set aside with its reason, not retried forever.
+    [dead] = asyncio.run(dead_letters(prober_env["NATS_URL"]))
+    assert dead["data"] == b'{"not": "a probe request"}'
+    assert "not a probe request" in dead["headers"]["Cg-Dlq-Reason"]
     # The key is nowhere: not in a log line, a NATS message (any stream), or the database in clear.
     log_text = log_path.read_text()
     for plain in [*keys.values(), inactive]:

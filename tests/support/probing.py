@@ -74,6 +74,15 @@ async def publish_requests(nats_url: str, requests: list[ProbeRequest]) -> None:
         await nc.close()
 
 
+async def publish_mixed_requests(nats_url: str, payload: bytes, key_id: int = 1) -> None:
+    """Raw bytes where a probe request belongs, as a broken publisher would send them."""
+    nc = await nats.connect(nats_url)
+    try:
+        await publish_all(nc.jetstream(), [Outgoing(probe_request_subject(key_id), payload, msg_id=uuid.uuid4().hex)])
+    finally:
+        await nc.close()
+
+
 async def stream_messages(nats_url: str, stream: str) -> list[tuple[str, bytes, dict[str, str]]]:
     """Every message still held by `stream`: subject, payload and headers."""
     nc = await nats.connect(nats_url)
