@@ -50,10 +50,6 @@ class PerMessageConsumer:
     def stop(self) -> None:
         self._stopping.set()
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._in_flight)
-
     async def run(self) -> None:
         subscription = await self._js.pull_subscribe(
             self._spec.filter_subject,
