@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import ingest, machine, ratelimit, summary, wrk
+from bench import ingest, machine, probes, ratelimit, summary, wrk
 from bench.support import OtherLoad, code_version, drop_database, fresh_database, say
 from cg_common.crypto import new_master_key
 from cg_common.logging import configure_logging
@@ -84,10 +84,17 @@ def _summary(ctx: Context) -> str:
     return summary.markdown(result)
 
 
+def _probes(ctx: Context) -> str:
+    result = probes.run(ctx.stack, ctx.work_dir, ctx.master_key)
+    _print_figures("probes", result)
+    return probes.markdown(result)
+
+
 BENCHMARKS: dict[str, Benchmark] = {
     "ratelimit": Benchmark("Rate limiter cost", _ratelimit),
     "ingest": Benchmark("End-to-end ingest: JetStream → ledger → PostgreSQL", _ingest),
     "summary": Benchmark("Usage summary over 10 million events", _summary),
+    "probes": Benchmark("Probing 10,000 keys against a 100 ms OpenAI", _probes),
 }
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import nats
 import psycopg
 import redis
+from nats.js.errors import NotFoundError
 from psycopg import sql
 
 
@@ -36,4 +38,28 @@ def redis_holds(redis_url: str, secret: str) -> list[str]:
                 found.append(key.decode(errors="replace"))
     finally:
         client.close()
+    return found
+
+
+async def nats_holds(nats_url: str, secret: str) -> list[str]:
+    """Streams (and sequences) any of whose messages carry `secret` in their payload, subject or headers."""
+    nc = await nats.connect(nats_url)
+    found = []
+    needle = secret.encode()
+    try:
+        js = nc.jetstream()
+        for stream in await js.streams_info():
+            name = stream.config.name or ""
+            if not stream.state.messages:
+                continue
+            for seq in range(stream.state.first_seq, stream.state.last_seq + 1):
+                try:
+                    msg = await js.get_msg(name, seq)
+                except NotFoundError:
+                    continue
+                headers = " ".join(f"{k}={v}" for k, v in (msg.headers or {}).items()).encode()
+                if needle in (msg.data or b"") or needle in headers or needle in (msg.subject or "").encode():
+                    found.append(f"{name}#{seq}")
+    finally:
+        await nc.close()
     return found

@@ -1,4 +1,4 @@
-"""Runs services exactly as production does (`cg-api serve`, `cg-ledger run`) in child processes."""
+"""Runs services exactly as production does (`cg-api serve`, `cg-ledger run`, `cg-prober run`) in child processes."""
 
 from __future__ import annotations
 
@@ -133,3 +133,24 @@ def _wait_ready(service: ServiceProcess, path: str, timeout: float) -> None:
             pass
         time.sleep(0.05)
     raise TimeoutError(f"{service.process.args!r} did not answer {path} within {timeout} s:\n{service.log_text()}")
+
+
+def start_prober(env: Mapping[str, str], log_path: Path) -> ServiceProcess:
+    """`cg-prober run` with its health port on a free port."""
+    port = free_port()
+    return start_service(
+        [*script("cg-prober"), "run"],
+        {**env, "PROBER_PORT": str(port)},
+        log_path,
+        url=f"http://127.0.0.1:{port}",
+        ready_path="/healthz",
+    )
+
+
+@contextmanager
+def running_prober(env: Mapping[str, str], log_path: Path) -> Iterator[ServiceProcess]:
+    prober = start_prober(env, log_path)
+    try:
+        yield prober
+    finally:
+        prober.stop()

@@ -17,6 +17,7 @@ PROBE_RESULT = "cg.probe.result"  # cg.probe.result.<key_id>
 COST_RECORDED = "cg.cost.recorded"  # cg.cost.recorded.<provider>
 ALERT_BUDGET = "cg.alert.budget"
 DLQ = "cg.dlq"  # cg.dlq.<what>: rejected input with the reason
+BILLING = "cg.billing"  # cg.billing.<provider>.costs: what a provider billed, as its own reports say
 
 DAY = 86_400.0
 
@@ -51,5 +52,14 @@ PROBE_RESULT_STREAM = StreamSpec("CG_PROBE_RESULTS", (f"{PROBE_RESULT}.>",))
 COST_STREAM = StreamSpec("CG_COSTS", (f"{COST_RECORDED}.>",))
 ALERT_STREAM = StreamSpec("CG_ALERTS", ("cg.alert.>",), max_age_secs=30 * DAY)
 DLQ_STREAM = StreamSpec("CG_DLQ", (f"{DLQ}.>",), max_age_secs=30 * DAY)
+BILLING_STREAM = StreamSpec("CG_BILLING", (f"{BILLING}.>",), max_age_secs=30 * DAY)
 
-ALL_STREAMS = (USAGE_STREAM, PROBE_REQUEST_STREAM, PROBE_RESULT_STREAM, COST_STREAM, ALERT_STREAM, DLQ_STREAM)
+ALL_STREAMS = (
+    USAGE_STREAM,
+    PROBE_REQUEST_STREAM,
+    PROBE_RESULT_STREAM,
+    COST_STREAM,
+    ALERT_STREAM,
+    DLQ_STREAM,
+    BILLING_STREAM,
+)

@@ -66,6 +66,16 @@ SETTINGS = (
     Setting("LEDGER_CONSUMER", "ledger", "durable JetStream consumer shared by all ledger replicas"),
     Setting("LEDGER_MAX_IN_FLIGHT", "4", "usage batches one ledger replica handles at once"),
     Setting("LEDGER_FOLD_INTERVAL_SECS", "1", "seconds between folds of pending roll-up sums into the roll-ups"),
+    Setting("PROBER_PORT", "5005", "the prober's health and Prometheus metrics port (/healthz, /readyz, /metrics)"),
+    Setting("PROBER_CONCURRENCY", "64", "probes in flight at once in one prober replica"),
+    Setting("PROBER_CONSUMER", "prober", "durable JetStream consumer shared by all prober replicas"),
+    Setting("PROBER_ACK_WAIT_SECS", "30", "seconds a probe request may stay unsettled before another replica gets it"),
+    Setting("PROBE_TIMEOUT_SECS", "10", "how long one call to OpenAI may take before the attempt counts as a timeout"),
+    Setting("PROBE_MAX_ATTEMPTS", "4", "deliveries of a request before a transient failure becomes its final result"),
+    Setting(
+        "PROBE_RETRY_BASE_SECS", "2", "first back-off after a transient failure, doubled each retry; retry-after wins"
+    ),
+    Setting("ORG_USAGE_LOOKBACK_HOURS", "48", "how far back the first organization usage pull of an admin key reaches"),
 )
 
 CREATE_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL

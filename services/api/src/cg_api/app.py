@@ -11,7 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from cg_api.errors import install_error_handlers
 from cg_api.ratelimit_middleware import RateLimitMiddleware
 from cg_api.resources import open_resources
-from cg_api.routes import data, health, keys, metrics, usage
+from cg_api.routes import billing, data, health, keys, metrics, usage
 from cg_api.settings import ApiSettings
 
 
@@ -37,6 +37,6 @@ def create_app(settings: ApiSettings) -> FastAPI:
         allow_headers=["X-API-Key", "Content-Type"],
     )
     install_error_handlers(app)
-    for router in (health.router, keys.router, usage.router, data.router, metrics.router):
+    for router in (health.router, keys.router, usage.router, billing.router, data.router, metrics.router):
         app.include_router(router)
     return app

@@ -19,6 +19,7 @@ from cg_common.messaging import close_nats, connect_nats, ensure_streams, stream
 from cg_common.pricing import Pricer
 from cg_common.subjects import DLQ, USAGE_ALL, USAGE_STREAM
 from cg_ledger import metrics
+from cg_ledger.billing import BilledCostRecorder, billing_consumer_spec
 from cg_ledger.folding import RollupFolder
 from cg_ledger.recorder import UsageRecorder
 from cg_ledger.settings import LedgerSettings
@@ -58,18 +59,19 @@ async def run(settings: LedgerSettings) -> None:
         )
         spec = usage_consumer_spec(settings)
         consumer = Consumer(js, spec, UsageRecorder(db, js, Pricer()))
+        billing = Consumer(js, billing_consumer_spec(settings.ledger_consumer), BilledCostRecorder(db))
         REGISTRY.register(ConsumerStatsCollector("cg_ledger", consumer.stats))
         health = HealthServer(health_app(lambda: _readiness(db, nats)), host="0.0.0.0", port=settings.ledger_port)  # noqa: S104
         await health.start()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, consumer.stop)
+            loop.add_signal_handler(sig, _stop_all, consumer, billing)
         lag = asyncio.create_task(_track_lag(js, spec))
         folder = RollupFolder(db, interval_secs=settings.ledger_fold_interval_secs)
         folding = asyncio.create_task(folder.run())
         log.info("ledger started", consumer=spec.durable, health_port=settings.ledger_port)
         try:
-            await consumer.run()
+            await asyncio.gather(consumer.run(), billing.run())
         finally:
             lag.cancel()
             folder.stop()
@@ -79,6 +81,11 @@ async def run(settings: LedgerSettings) -> None:
     finally:
         await close_nats(nats)
         await db.close()
+
+
+def _stop_all(*consumers: Consumer) -> None:
+    for consumer in consumers:
+        consumer.stop()
 
 
 async def _readiness(db: AsyncConnectionPool[Connection], nats: NATS) -> dict[str, bool]:

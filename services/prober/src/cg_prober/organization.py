@@ -1,0 +1,225 @@
+"""Admin keys: the organization's real usage, pulled from `/organization/usage/completions` and emitted as usage
+events the ledger records like any other.
+
+Stable ids make pulling a bucket twice harmless: an event is `<bucket start>:<model>:<project>:<api key id>` under the
+source `//openai.com/organization/<admin key fingerprint>`, and the ledger counts each (source, id) once. Only whole
+hours are pulled (the hour in progress would be recorded early and incomplete, then ignored when complete). Where to
+start is read from what the ledger recorded for that source (the newest bucket, pulled again since OpenAI may still
+add to it); a first pull reaches back `ORG_USAGE_LOOKBACK_HOURS`.
+
+Billed costs come from `/organization/costs` (whole UTC days, per project and line item) the same way, resumed from
+the newest day the ledger stored in `billed_costs`, and go out as `BilledCost` messages on `cg.billing.openai.costs`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import httpx
+from psycopg import Error as PsycopgError
+from psycopg_pool import AsyncConnectionPool
+from pydantic import ValidationError
+
+from cg_common.billing import OPENAI_BILLED_COSTS, BilledCost
+from cg_common.db import Connection
+from cg_common.logging import get_logger
+from cg_common.publishing import Outgoing
+from cg_common.usage_event import USAGE_EVENT_TYPE, InvalidEventError
+from cg_common.usage_publisher import prepare_usage
+from cg_prober import metrics, upstream
+from cg_prober.keys_repo import StoredKey, last_billed_day, last_recorded_at
+
+log = get_logger(__name__)
+
+HOUR = 3600
+DAY = 86_400
+ORG_USAGE_SUBJECT = "cg.usage.openai.organization"
+GROUP_BY = ("model", "project_id", "api_key_id")
+MAX_PAGES = 100  # a week of hours is 7 pages of 24: far more means something is wrong upstream
+_MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+\-]{0,199}$")
+
+
+def organization_source(key_fingerprint: str) -> str:
+    return f"//openai.com/organization/{key_fingerprint}"
+
+
+class OrganizationPuller:
+    def __init__(self, db: AsyncConnectionPool[Connection], client: httpx.AsyncClient, *, lookback_hours: int) -> None:
+        self._db = db
+        self._client = client
+        self._lookback_hours = lookback_hours
+
+    async def pull(self, key: StoredKey, api_key: str) -> tuple[upstream.Attempt, tuple[Outgoing, ...]]:
+        """Pull every whole hour since the last recorded one; the first failing call is the probe's outcome."""
+        source = organization_source(key.fingerprint)
+        end = _floor_hour(datetime.now(UTC).timestamp())
+        start = await self._start(source, end)
+        events: list[Outgoing] = []
+        first: upstream.Attempt | None = None
+        page: str | None = None
+        for _ in range(MAX_PAGES):
+            params: dict[str, Any] = {
+                "start_time": start,
+                "end_time": end,
+                "bucket_width": "1h",
+                "group_by": list(GROUP_BY),
+                "limit": 24,
+            }
+            if page:
+                params["page"] = page
+            attempt = await upstream.call(
+                self._client, api_key, "GET", "/organization/usage/completions", params=params
+            )
+            first = first or attempt
+            if not attempt.ok:
+                return attempt, ()
+            body = attempt.body if isinstance(attempt.body, dict) else {}
+            events.extend(self._events(source, body.get("data") or []))
+            page = body.get("next_page") if body.get("has_more") else None
+            if not page:
+                break
+        assert first is not None  # noqa: S101 - the loop ran at least once
+        costs = await self._costs(source, api_key)
+        if isinstance(costs, upstream.Attempt):
+            return costs, ()
+        metrics.ORG_EVENTS.inc(len(events))
+        return first, (*events, *costs)
+
+    async def _costs(self, source: str, api_key: str) -> list[Outgoing] | upstream.Attempt:
+        """Billed costs of every whole UTC day since the last one recorded (again: a recent day may be revised)."""
+        today = _floor_day(datetime.now(UTC).timestamp())
+        try:
+            async with self._db.connection() as conn:
+                last = await last_billed_day(conn, source)
+        except PsycopgError as error:
+            log.warning("could not read the last billed day; pulling the whole look-back", error=type(error).__name__)
+            last = None
+        if last is None:
+            start = today - max(1, -(-self._lookback_hours // 24)) * DAY
+        else:
+            start = int(datetime(last.year, last.month, last.day, tzinfo=UTC).timestamp())
+        if start >= today:
+            return []
+        pulled_at = datetime.now(UTC)
+        costs: list[Outgoing] = []
+        page: str | None = None
+        for _ in range(MAX_PAGES):
+            params: dict[str, Any] = {
+                "start_time": start,
+                "end_time": today,
+                "bucket_width": "1d",
+                "group_by": ["project_id", "line_item"],
+                "limit": 31,
+            }
+            if page:
+                params["page"] = page
+            attempt = await upstream.call(self._client, api_key, "GET", "/organization/costs", params=params)
+            if not attempt.ok:
+                return attempt
+            body = attempt.body if isinstance(attempt.body, dict) else {}
+            costs.extend(_billed(source, body.get("data") or [], pulled_at))
+            page = body.get("next_page") if body.get("has_more") else None
+            if not page:
+                break
+        return costs
+
+    async def _start(self, source: str, end: int) -> int:
+        try:
+            async with self._db.connection() as conn:
+                last = await last_recorded_at(conn, source)
+        except PsycopgError as error:
+            log.warning(
+                "could not read the last pulled bucket; pulling the whole look-back", error=type(error).__name__
+            )
+            last = None
+        if last is None:
+            return end - self._lookback_hours * HOUR
+        # The newest recorded hour again (OpenAI may still have added to it), and at least one hour, so that every
+        # probe of an admin key makes a call that proves the key.
+        return min(_floor_hour(last.timestamp()), end - HOUR)
+
+    @staticmethod
+    def _events(source: str, buckets: Sequence[Any]) -> list[Outgoing]:
+        events = []
+        for bucket in buckets:
+            if not isinstance(bucket, dict):
+                continue
+            start = int(bucket.get("start_time") or 0)
+            for result in bucket.get("results") or []:
+                event = _usage_event(source, start, result)
+                if event is None:
+                    continue
+                try:
+                    events.append(prepare_usage(event, subject=ORG_USAGE_SUBJECT).outgoing())
+                except InvalidEventError as error:
+                    log.warning("organization usage result skipped", reason=str(error)[:200])
+        return events
+
+
+def _usage_event(source: str, start: int, result: Any) -> dict[str, Any] | None:
+    if not isinstance(result, dict) or result.get("object") != "organization.usage.completions.result":
+        return None
+    if not result.get("num_model_requests") and not result.get("input_tokens") and not result.get("output_tokens"):
+        return None
+    model = result.get("model")
+    model = model if isinstance(model, str) and _MODEL.match(model) else "unknown"
+    project = str(result.get("project_id") or "-")
+    openai_key_id = str(result.get("api_key_id") or "-")
+    attributes = {"bucket_width": "1h", "project_id": project, "openai_api_key_id": openai_key_id}
+    return {
+        "specversion": "1.0",
+        "id": f"{start}:{model}:{project}:{openai_key_id}",
+        "source": source,
+        "type": USAGE_EVENT_TYPE,
+        "time": datetime.fromtimestamp(start, UTC).isoformat().replace("+00:00", "Z"),
+        "datacontenttype": "application/json",
+        "data": {
+            "provider": "openai",
+            "model": model,
+            "input_tokens": int(result.get("input_tokens") or 0),
+            "output_tokens": int(result.get("output_tokens") or 0),
+            "cached_input_tokens": int(result.get("input_cached_tokens") or 0),
+            "requests": int(result.get("num_model_requests") or 0),
+            "attributes": attributes,
+        },
+    }
+
+
+def _billed(source: str, buckets: Sequence[Any], pulled_at: datetime) -> list[Outgoing]:
+    found = []
+    for bucket in buckets:
+        if not isinstance(bucket, dict):
+            continue
+        day = datetime.fromtimestamp(int(bucket.get("start_time") or 0), UTC).date()
+        for result in bucket.get("results") or []:
+            amount = result.get("amount") if isinstance(result, dict) else None
+            if not isinstance(amount, dict) or amount.get("value") is None:
+                continue
+            try:
+                cost = BilledCost(
+                    source=source,
+                    day=day,
+                    project_id=str(result.get("project_id") or ""),
+                    line_item=str(result.get("line_item") or ""),
+                    # JSON numbers arrive as floats: their shortest repr is the figure OpenAI wrote.
+                    amount=Decimal(repr(float(amount["value"]))).quantize(Decimal("1e-12")),
+                    currency=str(amount.get("currency") or "usd").lower(),
+                    pulled_at=pulled_at,
+                )
+            except (ValidationError, ValueError, TypeError, ArithmeticError) as error:
+                log.warning("billed cost skipped", reason=str(error)[:200])
+                continue
+            found.append(Outgoing(OPENAI_BILLED_COSTS, cost.model_dump_json().encode(), cost.msg_id()))
+    return found
+
+
+def _floor_day(moment: float) -> int:
+    return int(moment) - int(moment) % DAY
+
+
+def _floor_hour(moment: float) -> int:
+    return int(moment) - int(moment) % HOUR

@@ -1,0 +1,120 @@
+"""The prober process: connections, the probe-request consumer, the health port, heartbeats, a clean SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+from nats.aio.client import Client as NATS
+from psycopg_pool import AsyncConnectionPool
+from redis.asyncio import Redis
+
+from cg_common.consumer import ConsumerSpec
+from cg_common.crypto import KeyCipher, new_master_key
+from cg_common.db import Connection, open_pool
+from cg_common.health_server import HealthServer, health_app
+from cg_common.heartbeats import beat
+from cg_common.logging import get_logger
+from cg_common.messaging import close_nats, connect_nats, ensure_streams, stream_configs
+from cg_common.subjects import DLQ, PROBE_REQUEST, PROBE_REQUEST_STREAM
+from cg_prober import upstream
+from cg_prober.consumer import PerMessageConsumer
+from cg_prober.handler import ProbeHandler
+from cg_prober.organization import OrganizationPuller
+from cg_prober.settings import ProberSettings
+
+log = get_logger(__name__)
+
+HEARTBEAT_SECS = 5
+HEARTBEAT_TTL_SECS = 20
+
+
+def probe_consumer_spec(settings: ProberSettings) -> ConsumerSpec:
+    return ConsumerSpec(
+        stream=PROBE_REQUEST_STREAM.name,
+        durable=settings.prober_consumer,
+        filter_subject=f"{PROBE_REQUEST}.>",
+        dlq_subject=f"{DLQ}.probe",
+        ack_wait_secs=settings.prober_ack_wait_secs,
+        max_ack_pending=20_000,
+        max_deliveries=max(20, 2 * settings.probe_max_attempts),
+    )
+
+
+async def run(settings: ProberSettings) -> None:
+    """Run until SIGTERM or SIGINT; then stop fetching, let in-flight probes finish (or hand them back), exit."""
+    if settings.master_keys:
+        cipher = KeyCipher(settings.master_keys)
+    else:  # development only (production refuses to start without it): no stored key can be opened
+        log.warning("MASTER_KEY is not set: no stored key can be decrypted; every probe will find the key unavailable")
+        cipher = KeyCipher([new_master_key()])
+    db = await open_pool(settings.database_url, name="cg-prober", max_size=8, configure=_read_only)
+    nats = await connect_nats(settings.nats_url, name="cg-prober")
+    redis = Redis.from_url(settings.redis_url, socket_timeout=2)
+    client = upstream.new_client(
+        base_url=settings.openai_base_url,
+        timeout_secs=settings.probe_timeout_secs,
+        concurrency=settings.prober_concurrency,
+    )
+    try:
+        js = nats.jetstream()
+        await ensure_streams(
+            js, stream_configs(replicas=settings.nats_stream_replicas, probe_interval_secs=settings.probe_interval_secs)
+        )
+        organization = OrganizationPuller(db, client, lookback_hours=settings.org_usage_lookback_hours)
+        handler = ProbeHandler(settings, db, cipher, client, organization)
+        consumer = PerMessageConsumer(
+            js,
+            probe_consumer_spec(settings),
+            handler.handle,
+            concurrency=settings.prober_concurrency,
+            grace_secs=settings.probe_timeout_secs + 2,
+        )
+        health = HealthServer(health_app(lambda: _readiness(db, nats)), host="0.0.0.0", port=settings.prober_port)  # noqa: S104
+        await health.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, consumer.stop)
+        heartbeat = asyncio.create_task(_heartbeat(redis))
+        log.info(
+            "prober started",
+            mode=settings.probe_mode,
+            concurrency=settings.prober_concurrency,
+            health_port=settings.prober_port,
+        )
+        try:
+            await consumer.run()
+        finally:
+            heartbeat.cancel()
+            await health.stop()
+        log.info("prober stopped")
+    finally:
+        await client.aclose()
+        await close_nats(nats)
+        await db.close()
+        await redis.aclose()
+
+
+async def _read_only(conn: Connection) -> None:
+    """The prober never writes PostgreSQL, and the server holds it to that; autocommit spares a COMMIT per probe."""
+    await conn.set_autocommit(True)
+    await conn.execute("SET default_transaction_read_only = on")
+
+
+async def _heartbeat(redis: Redis) -> None:
+    while True:
+        try:
+            await beat(redis, "prober", ttl_secs=HEARTBEAT_TTL_SECS)
+        except Exception as error:  # Redis down: the beat lapses, which is what it is for
+            log.warning("heartbeat failed", error=type(error).__name__)
+        await asyncio.sleep(HEARTBEAT_SECS)
+
+
+async def _readiness(db: AsyncConnectionPool[Connection], nats: NATS) -> dict[str, bool]:
+    postgres = True
+    try:
+        async with asyncio.timeout(1), db.connection() as conn:
+            await conn.execute("SELECT 1")
+    except Exception:  # any failure means not ready
+        postgres = False
+    return {"nats": nats.is_connected, "postgres": postgres}

@@ -1,0 +1,159 @@
+"""The organization's usage and costs the fake serves to admin keys: a fixed, deterministic dataset, bucketed and
+paginated as OpenAI's `/organization/usage/completions` and `/organization/costs` do."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+HOUR = 3600
+DAY = 86_400
+MODELS = ("gpt-4o-mini-2024-07-18", "gpt-4o-2024-08-06")
+PROJECTS = ("proj_alpha", "proj_beta")
+API_KEY_IDS = ("key_aaaa", "key_bbbb")
+# Buckets per page when the caller gives no `limit`, as OpenAI documents them.
+DEFAULT_LIMITS = {"1m": 60, "1h": 24, "1d": 7}
+MAX_LIMITS = {"1m": 1440, "1h": 168, "1d": 31}
+MAX_COST_LIMIT = 180
+
+
+@dataclass(frozen=True)
+class UsageRecord:
+    """One hour's completions usage of one (model, project, api key)."""
+
+    hour: int  # bucket start, Unix seconds
+    model: str
+    project_id: str
+    api_key_id: str
+    input_tokens: int
+    cached_tokens: int
+    output_tokens: int
+    requests: int
+
+
+def usage_records(hour: int) -> list[UsageRecord]:
+    """What happened in one hour: the same numbers for the same hour, every time it is asked."""
+    records = []
+    for m, model in enumerate(MODELS):
+        for p, project in enumerate(PROJECTS):
+            seed = (hour // HOUR) % 97 + 10 * m + 3 * p + 1
+            if seed % 5 == 0:  # some groups are idle in some hours, as real ones are
+                continue
+            records.append(
+                UsageRecord(
+                    hour=hour,
+                    model=model,
+                    project_id=project,
+                    api_key_id=API_KEY_IDS[(m + p) % 2],
+                    input_tokens=1000 * seed,
+                    cached_tokens=100 * seed,
+                    output_tokens=250 * seed,
+                    requests=seed,
+                )
+            )
+    return records
+
+
+def daily_cost(day: int, project_id: str) -> Decimal:
+    """Billed USD of one project on one day."""
+    return Decimal((day // DAY) % 31 + 1 + PROJECTS.index(project_id)) / 100
+
+
+def encode_page(start: int) -> str:
+    return base64.urlsafe_b64encode(f"page_{start}".encode()).decode()
+
+
+def decode_page(page: str) -> int:
+    return int(base64.urlsafe_b64decode(page.encode()).decode().removeprefix("page_"))
+
+
+def floor_to(moment: int, width: int) -> int:
+    return moment - moment % width
+
+
+def usage_page(
+    *, start_time: int, end_time: int, bucket_width: str, group_by: Sequence[str], limit: int | None, page: str | None
+) -> dict[str, Any]:
+    """A page of `organization.usage.completions.result` buckets (empty buckets included, as OpenAI sends them)."""
+    width = {"1m": 60, "1h": HOUR, "1d": DAY}[bucket_width]
+    size = min(limit or DEFAULT_LIMITS[bucket_width], MAX_LIMITS[bucket_width])
+    first = decode_page(page) if page else floor_to(start_time, width)
+    buckets: list[dict[str, Any]] = []
+    start = first
+    while start < end_time and len(buckets) < size:
+        records = [r for hour in range(floor_to(start, HOUR), start + width, HOUR) for r in usage_records(hour)]
+        records = [r for r in records if start <= r.hour < start + width]
+        buckets.append(
+            {"object": "bucket", "start_time": start, "end_time": start + width, "results": _group(records, group_by)}
+        )
+        start += width
+    return _page(buckets, next_start=start if start < end_time else None)
+
+
+def _group(records: Sequence[UsageRecord], group_by: Sequence[str]) -> list[dict[str, Any]]:
+    groups: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for record in records:
+        key = tuple(getattr(record, field) for field in group_by)
+        result = groups.setdefault(
+            key,
+            {
+                "object": "organization.usage.completions.result",
+                "input_tokens": 0,
+                "output_tokens": 0,
+                "input_cached_tokens": 0,
+                "input_audio_tokens": 0,
+                "output_audio_tokens": 0,
+                "num_model_requests": 0,
+                "project_id": None,
+                "user_id": None,
+                "api_key_id": None,
+                "model": None,
+                "batch": None,
+                "service_tier": None,
+            },
+        )
+        result["input_tokens"] += record.input_tokens
+        result["output_tokens"] += record.output_tokens
+        result["input_cached_tokens"] += record.cached_tokens
+        result["num_model_requests"] += record.requests
+        for field, value in zip(group_by, key, strict=True):
+            result[field] = value
+    return list(groups.values())
+
+
+def costs_page(
+    *, start_time: int, end_time: int, group_by: Sequence[str], limit: int | None, page: str | None
+) -> dict[str, Any]:
+    """A page of daily `organization.costs.result` buckets."""
+    size = min(limit or DEFAULT_LIMITS["1d"], MAX_COST_LIMIT)
+    start = decode_page(page) if page else floor_to(start_time, DAY)
+    buckets: list[dict[str, Any]] = []
+    while start < end_time and len(buckets) < size:
+        results = []
+        per_project = "project_id" in group_by
+        for project in PROJECTS if per_project else (None,):
+            projects = [project] if project else list(PROJECTS)
+            value = sum((daily_cost(start, p) for p in projects), Decimal(0))
+            results.append(
+                {
+                    "object": "organization.costs.result",
+                    "amount": {"value": float(value), "currency": "usd"},
+                    "line_item": None,
+                    "project_id": project,
+                }
+            )
+        buckets.append({"object": "bucket", "start_time": start, "end_time": start + DAY, "results": results})
+        start += DAY
+    return _page(buckets, next_start=start if start < end_time else None)
+
+
+def _page(buckets: list[dict[str, Any]], *, next_start: int | None) -> dict[str, Any]:
+    return {
+        "object": "page",
+        "data": buckets,
+        "has_more": next_start is not None,
+        "next_page": encode_page(next_start) if next_start is not None else None,
+    }

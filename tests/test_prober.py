@@ -1,0 +1,308 @@
+"""`cg-prober run` as a real process against real NATS, PostgreSQL and Redis and the fake OpenAI: every outcome,
+retries with back-off, completion usage, a SIGKILL mid-probe, and the key never leaving the process in clear."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import nats
+import psycopg
+import pytest
+from redis.asyncio import Redis
+
+from cg_common.crypto import fingerprint
+from cg_common.heartbeats import heartbeat_key
+from cg_common.subjects import BILLING_STREAM, USAGE_STREAM
+from cg_common.usage_event import parse_usage_event
+from cg_prober.organization import organization_source
+from tests.fake_openai import FakeServer, fake_key, running_fake_openai
+from tests.support.leaks import database_holds, nats_holds
+from tests.support.probing import (
+    probe_request,
+    probe_results,
+    publish_mixed_requests,
+    publish_requests,
+    store_key,
+    stream_messages,
+    wait_for_results,
+)
+from tests.support.processes import free_port, running_api, running_ledger, running_prober, start_prober
+from tests.support.usage import count_rows, dead_letters, wait_until
+
+SLOW_MS = 2500
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeServer]:
+    with running_fake_openai(slow_ms=SLOW_MS) as server:
+        yield server
+
+
+@pytest.fixture
+def prober_env(ledger_env: dict[str, str], master_key: str, fake: FakeServer) -> dict[str, str]:
+    """A prober with short timeouts and back-offs, so that retries and time-outs play out within seconds."""
+    return {
+        "NATS_URL": ledger_env["NATS_URL"],
+        "DATABASE_URL": ledger_env["DATABASE_URL"],
+        "REDIS_URL": ledger_env["REDIS_URL"],
+        "MASTER_KEY": master_key,
+        "OPENAI_BASE_URL": fake.base_url,
+        "PROBE_TIMEOUT_SECS": "1",
+        "PROBE_MAX_ATTEMPTS": "3",
+        "PROBE_RETRY_BASE_SECS": "0.2",
+        "PROBER_ACK_WAIT_SECS": "5",
+        "LOG_LEVEL": "debug",
+    }
+
+
+def test_every_outcome_is_classified_retried_as_it_should_and_never_leaks_the_key(
+    prober_env: dict[str, str], master_key: str, fake: FakeServer, tmp_path: Path
+) -> None:
+    database_url = prober_env["DATABASE_URL"]
+    behaviours = ["valid", "invalid", "quota", "ratelimited", "slow", "flaky", "down", "echo"]
+    keys = {b: fake_key(b) for b in behaviours}
+    ids = {b: store_key(database_url, master_key, k) for b, k in keys.items()}
+    inactive = fake_key()
+    inactive_id = store_key(database_url, master_key, inactive, active=False)
+    deleted_id = store_key(database_url, master_key, fake_key(), deleted=True)
+    requests = {b: probe_request(ids[b]) for b in behaviours}
+    requests["inactive manual"] = probe_request(inactive_id)
+    requests["deleted manual"] = probe_request(deleted_id)
+    dropped = [
+        probe_request(inactive_id, "scheduled"),
+        probe_request(deleted_id, "scheduled"),
+        probe_request(9999, "scheduled"),
+    ]
+    log_path = tmp_path / "prober.log"
+    with running_prober(prober_env, log_path) as prober:
+        asyncio.run(publish_mixed_requests(prober_env["NATS_URL"], b'{"not": "a probe request"}'))
+        asyncio.run(publish_requests(prober_env["NATS_URL"], [*requests.values(), *dropped]))
+        wanted = {r.request_id for r in requests.values()}
+        results = wait_for_results(prober_env["NATS_URL"], wanted, timeout=60)
+        by_name = {name: results[r.request_id] for name, r in requests.items()}
+        metrics = httpx.get(prober.url + "/metrics").text
+        assert asyncio.run(_heartbeats(prober_env["REDIS_URL"])) == 1
+    expected = {
+        "valid": ("ok", 200, 1),
+        "invalid": ("invalid_api_key", 401, 1),
+        "quota": ("insufficient_quota", 429, 1),
+        "ratelimited": ("rate_limited", 429, 3),
+        "slow": ("timeout", None, 3),
+        "flaky": ("ok", 200, 2),
+        "down": ("upstream_error", 503, 3),
+        "echo": ("invalid_api_key", 401, 1),
+        "inactive manual": ("ok", 200, 1),
+        "deleted manual": ("key_unavailable", None, 1),
+    }
+    for name, (outcome, status, attempts) in expected.items():
+        result = by_name[name]
+        assert (result.outcome, result.http_status, result.attempts) == (outcome, status, attempts), name
+        assert result.ok is (outcome == "ok")
+        assert result.mode == "models"
+    assert by_name["quota"].error_code == "insufficient_quota"
+    assert by_name["ratelimited"].error_code == "rate_limit_exceeded"
+    assert by_name["invalid"].error_code == "invalid_api_key"
+    # Failing keys are not hammered: one call per attempt, none for permanent failures beyond the first.
+    assert fake.fake.requests_of(keys["invalid"]) == 1
+    assert fake.fake.requests_of(keys["quota"]) == 1
+    assert fake.fake.requests_of(keys["ratelimited"]) == 3
+    # The echoing upstream's message survives, minus the key.
+    echoed = by_name["echo"].error_message or ""
+    assert "[REDACTED]" in echoed
+    assert "Incorrect API key provided" in echoed
+    # Scheduled requests for deleted, unknown or inactive keys produce no result, and are counted.
+    assert not {r.request_id for r in dropped} & {r.request_id for r in probe_results(prober_env["NATS_URL"])}
+    assert 'cg_prober_dropped_total{reason="inactive"} 1.0' in metrics
+    assert 'cg_prober_dropped_total{reason="unknown"} 1.0' in metrics
+    assert 'cg_prober_dropped_total{reason="deleted"} 1.0' in metrics
+    assert 'cg_prober_probes_total{outcome="timeout"} 1.0' in metrics
+    # An unreadable request is set aside with its reason, not retried forever.
+    [dead] = asyncio.run(dead_letters(prober_env["NATS_URL"]))
+    assert dead["data"] == b'{"not": "a probe request"}'
+    assert "not a probe request" in dead["headers"]["Cg-Dlq-Reason"]
+    # The key is nowhere: not in a log line, a NATS message (any stream), or the database in clear.
+    log_text = log_path.read_text()
+    for plain in [*keys.values(), inactive]:
+        assert plain not in log_text
+        assert asyncio.run(nats_holds(prober_env["NATS_URL"], plain)) == []
+        assert database_holds(database_url, plain) == []
+
+
+async def _heartbeats(redis_url: str) -> int:
+    redis = Redis.from_url(redis_url)
+    try:
+        return int(await redis.exists(heartbeat_key("prober")))
+    finally:
+        await redis.aclose()
+
+
+def test_completion_probe_publishes_its_usage_once(
+    prober_env: dict[str, str], master_key: str, fake: FakeServer, tmp_path: Path
+) -> None:
+    key_id = store_key(prober_env["DATABASE_URL"], master_key, fake_key())
+    request = probe_request(key_id, "scheduled")
+    env = {**prober_env, "PROBE_MODE": "completion", "OPENAI_MODEL": "gpt-4o-mini"}
+    with running_prober(env, tmp_path / "prober.log"):
+        asyncio.run(publish_requests(env["NATS_URL"], [request]))
+        result = wait_for_results(env["NATS_URL"], {request.request_id}, timeout=30)[request.request_id]
+    assert result.ok
+    assert result.mode == "completion"
+    assert result.model == "gpt-4o-mini-2024-07-18"
+    assert result.usage is not None
+    assert (result.usage.input_tokens, result.usage.output_tokens) == (8, 1)
+    usage = asyncio.run(stream_messages(env["NATS_URL"], USAGE_STREAM.name))
+    assert [subject for subject, _data, _headers in usage] == ["cg.usage.openai.probe"]
+    event = parse_usage_event(usage[0][1])
+    assert (event.source, event.id) == ("//cost-guardian/prober", f"probe:{request.request_id}")
+    assert event.data.key_id == key_id
+    assert (event.data.input_tokens, event.data.output_tokens, event.data.requests) == (8, 1, 1)
+
+
+def test_unreachable_upstream_is_a_network_error_after_retries(
+    prober_env: dict[str, str], master_key: str, tmp_path: Path
+) -> None:
+    key_id = store_key(prober_env["DATABASE_URL"], master_key, fake_key())
+    request = probe_request(key_id)
+    env = {**prober_env, "OPENAI_BASE_URL": f"http://127.0.0.1:{free_port()}/v1"}
+    with running_prober(env, tmp_path / "prober.log"):
+        asyncio.run(publish_requests(env["NATS_URL"], [request]))
+        result = wait_for_results(env["NATS_URL"], {request.request_id}, timeout=30)[request.request_id]
+    assert (result.outcome, result.attempts, result.ok) == ("network_error", 3, False)
+
+
+def test_a_prober_killed_mid_probe_is_replaced_and_the_request_answered_once(
+    prober_env: dict[str, str], master_key: str, fake: FakeServer, tmp_path: Path
+) -> None:
+    slow = fake_key("slow")
+    key_id = store_key(prober_env["DATABASE_URL"], master_key, slow)
+    request = probe_request(key_id)
+    # The slow key answers (after SLOW_MS) rather than timing out; a killed probe comes back after the ack wait.
+    env = {**prober_env, "PROBE_TIMEOUT_SECS": "4", "PROBER_ACK_WAIT_SECS": "6"}
+    first = start_prober(env, tmp_path / "first.log")
+    try:
+        asyncio.run(publish_requests(env["NATS_URL"], [request]))
+        wait_until(lambda: fake.fake.requests_of(slow) >= 1, timeout=20, message="the first prober never called")
+        first.kill()
+    finally:
+        first.stop()
+    assert not probe_results(env["NATS_URL"])
+    with running_prober(env, tmp_path / "second.log"):
+        result = wait_for_results(env["NATS_URL"], {request.request_id}, timeout=40)[request.request_id]
+        wait_until(
+            lambda: asyncio.run(_pending(env["NATS_URL"])) == 0, timeout=20, message="the request was never acked"
+        )
+    assert result.ok
+    assert result.attempts == 2  # delivered twice: the killed probe and the one that finished
+    assert [r.request_id for r in probe_results(env["NATS_URL"])] == [request.request_id]
+    assert fake.fake.requests_of(slow) == 2
+
+
+async def _pending(nats_url: str) -> int:
+    messages = await stream_messages(nats_url, "CG_PROBE_REQUESTS")
+    return len(messages)
+
+
+def test_admin_key_organization_usage_is_recorded_once_even_when_pulled_twice(
+    prober_env: dict[str, str],
+    ledger_env: dict[str, str],
+    api_env: dict[str, str],
+    master_key: str,
+    fake: FakeServer,
+    tmp_path: Path,
+) -> None:
+    database_url = prober_env["DATABASE_URL"]
+    admin = fake_key(admin=True)
+    key_id = store_key(database_url, master_key, admin, kind="admin")
+    source = organization_source(fingerprint(admin))
+    fake.fake.served_usage.clear()
+    fake.fake.served_costs.clear()
+    with (
+        running_ledger(ledger_env, tmp_path / "ledger.log"),
+        running_prober(prober_env, tmp_path / "prober.log") as prober,
+    ):
+        first = probe_request(key_id)
+        asyncio.run(publish_requests(prober_env["NATS_URL"], [first]))
+        assert wait_for_results(prober_env["NATS_URL"], {first.request_id}, timeout=30)[first.request_id].ok
+        served = len(fake.fake.served_usage)
+        assert served > 48  # two days of hours, several groups each: more than one page was followed
+        wait_until(
+            lambda: count_rows(database_url, "source = %s", (source,)) == served,
+            timeout=30,
+            message="the ledger did not record the organization's usage",
+        )
+        # Pulled again, by a probe that starts from the last recorded hour, and by one that starts from scratch.
+        again = probe_request(key_id)
+        asyncio.run(publish_requests(prober_env["NATS_URL"], [again]))
+        assert wait_for_results(prober_env["NATS_URL"], {again.request_id}, timeout=30)[again.request_id].ok
+        metrics = httpx.get(prober.url + "/metrics").text
+    with running_ledger(ledger_env, tmp_path / "ledger-2.log"):  # a restart drains whatever was still in flight
+        wait_until(
+            lambda: asyncio.run(_ledger_pending(prober_env["NATS_URL"])) == 0,
+            timeout=30,
+            message="the ledger did not drain the usage and billing streams",
+        )
+    assert fake.fake.requests_of(admin) >= 4  # usage and costs, twice
+    assert "cg_prober_org_usage_events_total" in metrics
+    served_rows = list(fake.fake.served_usage.values())
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            """SELECT count(*), sum(input_tokens), sum(output_tokens), sum(cached_input_tokens), sum(requests)
+               FROM usage_events WHERE source = %s""",
+            (source,),
+        ).fetchone()
+    assert row is not None
+    assert tuple(int(v) for v in row) == (
+        len(served_rows),
+        sum(r["input_tokens"] for r in served_rows),
+        sum(r["output_tokens"] for r in served_rows),
+        sum(r["input_cached_tokens"] for r in served_rows),
+        sum(r["num_model_requests"] for r in served_rows),
+    )
+    # Billed costs: every (day, project) OpenAI reported, stored once, and shown beside the computed cost.
+    billed = [Decimal(repr(r["amount"]["value"])) for r in fake.fake.served_costs.values()]
+    with psycopg.connect(database_url) as conn:
+        stored = conn.execute("SELECT count(*), sum(amount) FROM billed_costs WHERE source = %s", (source,)).fetchone()
+    assert stored is not None
+    assert (stored[0], stored[1]) == (len(billed), sum(billed))
+    with running_api(api_env, tmp_path / "api.log") as api:
+        answer = httpx.get(api.url + "/usage/billed", headers={"X-API-Key": api_env["API_KEY"]}).json()
+    assert Decimal(answer["billed"]) == sum(billed)
+    assert Decimal(answer["computed"]) > 0
+    assert all(isinstance(day["computed"], str) for day in answer["days"])
+    assert asyncio.run(nats_holds(prober_env["NATS_URL"], admin)) == []
+    assert admin not in (tmp_path / "prober.log").read_text()
+
+
+async def _ledger_pending(nats_url: str) -> int:
+    nc = await nats.connect(nats_url)
+    try:
+        pending = 0
+        for stream, consumer in ((USAGE_STREAM.name, "ledger"), (BILLING_STREAM.name, "ledger-billing")):
+            info = await nc.jetstream().consumer_info(stream, consumer)
+            pending += int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+        return pending
+    finally:
+        await nc.close()
+
+
+def test_sigterm_finishes_the_probe_in_hand_then_exits_cleanly(
+    prober_env: dict[str, str], master_key: str, fake: FakeServer, tmp_path: Path
+) -> None:
+    slow = fake_key("slow")
+    key_id = store_key(prober_env["DATABASE_URL"], master_key, slow)
+    request = probe_request(key_id)
+    env = {**prober_env, "PROBE_TIMEOUT_SECS": "4", "PROBER_ACK_WAIT_SECS": "6"}
+    prober = start_prober(env, tmp_path / "prober.log")
+    try:
+        asyncio.run(publish_requests(env["NATS_URL"], [request]))
+        wait_until(lambda: fake.fake.requests_of(slow) >= 1, timeout=20, message="the prober never called")
+    finally:
+        code = prober.stop(timeout=20)  # SIGTERM while the slow call is in flight
+    assert code == 0
+    results = probe_results(env["NATS_URL"])
+    assert [(r.request_id, r.ok, r.attempts) for r in results] == [(request.request_id, True, 1)]
+    assert asyncio.run(_pending(env["NATS_URL"])) == 0  # acknowledged before exiting
