@@ -1,4 +1,4 @@
-"""Runs services exactly as production does (`cg-api serve`, `cg-ledger run`) in child processes."""
+"""Runs services exactly as production does (`cg-api serve`, `cg-ledger run`, `cg-web serve`) in child processes."""
 
 from __future__ import annotations
 
@@ -133,3 +133,20 @@ def _wait_ready(service: ServiceProcess, path: str, timeout: float) -> None:
             pass
         time.sleep(0.05)
     raise TimeoutError(f"{service.process.args!r} did not answer {path} within {timeout} s:\n{service.log_text()}")
+
+
+@contextmanager
+def running_web(env: Mapping[str, str], log_path: Path) -> Iterator[ServiceProcess]:
+    """`cg-web serve` on a free port, stopped on exit; `env` names the api (API_URL) and the admin key."""
+    port = free_port()
+    web = start_service(
+        [*script("cg-web"), "serve", "--host", "127.0.0.1"],
+        {**env, "WEB_PORT": str(port)},
+        log_path,
+        url=f"http://127.0.0.1:{port}",
+        ready_path="/healthz",
+    )
+    try:
+        yield web
+    finally:
+        web.stop()
