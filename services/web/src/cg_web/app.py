@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import Depends, FastAPI
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.middleware.sessions import SessionMiddleware
 
 from cg_web.access import guard
@@ -56,6 +57,8 @@ def create_app(settings: WebSettings) -> FastAPI:
         same_site="lax",
         https_only=settings.is_production,
     )
+    # Pages are compressed on the fly (event streams are left alone); static files come precompressed.
+    app.add_middleware(GZipMiddleware, minimum_size=500, compresslevel=6)
     app.add_middleware(StaticFiles, files=whitenoise_for(Path(built.name)))
     app.add_middleware(SecurityHeaders, production=settings.is_production)
     return app

@@ -11,7 +11,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from cg_web.access import CSRF_FIELD, CSRF_HEADER, csrf_token, is_admin
+from cg_web.access import CSRF_FIELD, CSRF_HEADER, is_admin, masked_csrf
 
 
 def environment(static_urls: Mapping[str, str]) -> Environment:
@@ -49,7 +49,7 @@ def render(
     template = env.get_template(template_name)
     full_context = {
         "request": request,
-        "csrf_token": csrf_token(request),
+        "csrf_token": masked_csrf(request),
         "signed_in": is_admin(request),
         "public": request.app.state.settings.dashboard_public,
         "path": request.url.path,
