@@ -251,3 +251,11 @@ def test_production_refuses_dev_defaults(api_env: dict[str, str]) -> None:
 def _api_routes(_app: FastAPI) -> list[APIRoute]:
     """The routers' own routes (FastAPI keeps included routers nested); none may be left out of the schema."""
     return [route for router in ROUTERS for route in router.routes if isinstance(route, APIRoute)]
+
+
+async def test_a_malformed_request_is_a_page_not_json(api_env: dict[str, str], api_process: ServiceProcess) -> None:
+    async with dashboard(web_settings(web_env_for(api_env, api_process.url))) as admin:
+        token = await signed_in(admin)
+        response = await admin.post("/dashboard/keys/not-a-number/active", data={"csrf_token": token})
+        assert response.status_code == 422
+        assert response.headers["content-type"].startswith("text/html") and "was not valid" in response.text

@@ -30,7 +30,8 @@ pytestmark = pytest.mark.slow
 
 WIDTHS = {"desktop": (1280, 900), "phone": (390, 844)}
 MODELS = ("gpt-4o-mini-2024-07-18", "gpt-4o-2024-08-06", "gpt-4.1", "gpt-4.1-mini", "o3-mini", "gpt-4.1-nano")
-TIMEOUT_MS = 20_000
+TIMEOUT_MS = 20_000  # generous: the machine is shared
+expect.set_options(timeout=TIMEOUT_MS)
 
 
 @dataclass
@@ -249,3 +250,11 @@ def take_screenshots(context: BrowserContext, web: str, tmp_path: Path) -> None:
             page.goto(web + path)
             page.screenshot(path=str(target / f"{name}-{width_name}.png"), full_page=name != "usage")
     page.close()
+    assert context.browser is not None
+    anonymous = context.browser.new_context()
+    login = anonymous.new_page()
+    for width_name, (width, height) in WIDTHS.items():
+        login.set_viewport_size({"width": width, "height": height})
+        login.goto(web + "/dashboard/login")
+        login.screenshot(path=str(target / f"login-{width_name}.png"))
+    anonymous.close()

@@ -4,6 +4,7 @@ never a stack trace, never a blank page."""
 from __future__ import annotations
 
 from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 from starlette.exceptions import HTTPException
 
@@ -20,6 +21,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(CsrfError, _csrf_failed)
     app.add_exception_handler(ApiError, _api_error)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(Exception, _unexpected)
 
 
@@ -62,6 +64,13 @@ async def _http_error(request: Request, error: HTTPException) -> Response:
     if error.status_code == status.HTTP_404_NOT_FOUND:
         return problem(request, 404, "Not found", "There is no page here. Use the menu above.")
     return problem(request, error.status_code, "Request refused", str(error.detail))
+
+
+async def _invalid_request(request: Request, _error: Exception) -> Response:
+    """A hand-made URL or form (an id that is not a number, a field far too long): a page, not FastAPI's JSON."""
+    return problem(
+        request, 422, "That request was not valid", "Something in the address or the form was not understood."
+    )
 
 
 async def _unexpected(request: Request, error: Exception) -> Response:
