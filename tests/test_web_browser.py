@@ -130,6 +130,8 @@ def test_a_full_session_in_the_browser(dashboard: Dashboard, browser: Browser, t
     requests: list[str] = []
     context.on("request", lambda request: requests.append(request.url))
     page = context.new_page()
+    console: list[str] = []
+    page.on("console", lambda message: console.append(message.text))
     sign_in(page, d.web)
 
     # Add two keys; each shows masked, and the page never holds the key itself.
@@ -182,7 +184,20 @@ def test_a_full_session_in_the_browser(dashboard: Dashboard, browser: Browser, t
     assert Decimal(page.get_by_test_id("total-cost").get_attribute("data-value") or "") == sum(costs)
     assert int(page.get_by_test_id("total-tokens").inner_text().replace(",", "")) == sum(tokens)
 
+    # The usage log, page after page (cursors), and the exports: every matching record, filters applied.
+    everything = page.request.get(d.web + "/dashboard/usage/export.json").json()
+    assert len(everything) == recorded_events(d) > 100
+    page.goto(d.web + "/dashboard/usage")
+    seen = page.locator("[data-testid=usage-table] tbody tr").count()
+    while page.locator("a[rel=next]").count():
+        page.click("a[rel=next]")
+        seen += page.locator("[data-testid=usage-table] tbody tr").count()
+    assert seen == len(everything)
+    rows = page.request.get(d.web + "/dashboard/usage/export.csv?model=gpt-4.1").text().strip().splitlines()
+    assert rows[0].startswith("id,occurred_at") and len(rows) - 1 == sum(e["model"] == "gpt-4.1" for e in everything)
+
     take_screenshots(context, d.web, tmp_path)
+    page.goto(d.web + "/dashboard/keys")
 
     # Toggle: paused, and still paused after a reload.
     row(page, "billing bot").get_by_role("switch").click()
@@ -207,6 +222,8 @@ def test_a_full_session_in_the_browser(dashboard: Dashboard, browser: Browser, t
     page.goto(d.web + "/dashboard/keys")
     expect(page).to_have_url(re.compile(r"/dashboard/login"))
 
+    refused = [line for line in console if "Content Security Policy" in line or "Refused to" in line]
+    assert not refused, f"the page broke its own Content-Security-Policy: {refused}"
     foreign = [url for url in requests if not url.startswith(d.web + "/")]
     assert not foreign, f"requests to other origins: {foreign}"
     assert len(requests) > 20
