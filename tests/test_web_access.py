@@ -5,7 +5,10 @@ process against a real `cg-api serve`."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,7 +25,7 @@ from cg_web.routes.overview import EVENTS_PATH
 from cg_web.settings import WebSettings
 from tests.conftest import ADMIN_KEY, web_env_for
 from tests.support.keys import fake_openai_key
-from tests.support.processes import ServiceProcess, free_port, running_api
+from tests.support.processes import ServiceProcess, free_port, running_api, script, start_service
 
 CSRF_IN_PAGE = re.compile(r'name="csrf_token" value="([^"]+)"')
 LOGIN = "/dashboard/login"
@@ -259,3 +262,31 @@ async def test_a_malformed_request_is_a_page_not_json(api_env: dict[str, str], a
         response = await admin.post("/dashboard/keys/not-a-number/active", data={"csrf_token": token})
         assert response.status_code == 422
         assert response.headers["content-type"].startswith("text/html") and "was not valid" in response.text
+
+
+def test_cg_web_serve_starts_stops_on_sigterm_and_names_a_bad_setting(
+    api_env: dict[str, str], api_process: ServiceProcess, tmp_path: Path
+) -> None:
+    env = web_env_for(api_env, api_process.url)
+    bad = subprocess.run(
+        [*script("cg-web"), "serve"],
+        env={k: v for k, v in env.items() if k != "REDIS_URL"} | {"PATH": os.environ.get("PATH", "")},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == [bad.stderr.strip()]
+    assert bad.stderr.startswith("invalid configuration: REDIS_URL")
+    port = free_port()
+    web = start_service(
+        [*script("cg-web"), "serve", "--host", "127.0.0.1"],
+        {**env, "WEB_PORT": str(port)},
+        tmp_path / "web.log",
+        url=f"http://127.0.0.1:{port}",
+        ready_path="/healthz",
+    )
+    # uvicorn shuts down cleanly, then re-raises the SIGTERM it caught, so that its parent sees why it ended.
+    assert web.stop() in (0, -signal.SIGTERM)
+    assert "Application shutdown complete" in web.log_text()

@@ -3,7 +3,7 @@ message a person can act on (the api down, too slow, or refusing the request).""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,18 +68,6 @@ class Api:
     async def usage_page(self, params: Mapping[str, str]) -> dict[str, Any]:
         result: dict[str, Any] = await self._json("GET", "/data", params=dict(params))
         return result
-
-    async def usage_records(self, params: Mapping[str, str]) -> AsyncIterator[dict[str, Any]]:
-        """Every record matching the filters, page after page (for exports): memory stays one page."""
-        query = {**params, "limit": "1000"}
-        query.pop("cursor", None)
-        while True:
-            page = await self.usage_page(query)
-            for record in page["items"]:
-                yield record
-            if not page.get("next_cursor"):
-                return
-            query["cursor"] = page["next_cursor"]
 
     async def metrics(self) -> dict[str, Any]:
         result: dict[str, Any] = await self._json("GET", "/metrics", headers={"Accept": "application/json"})

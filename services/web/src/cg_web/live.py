@@ -65,10 +65,6 @@ class CostFeed:
         finally:
             self._listeners.discard(queue)
 
-    @property
-    def listeners(self) -> int:
-        return len(self._listeners)
-
 
 def _day_of(payload: bytes) -> date | None:
     """The UTC day the recorded usage happened on, which decides which cached day of the chart is stale."""
