@@ -19,6 +19,7 @@ from cg_web.routes import auth, health, keys, overview, usage
 from cg_web.security import SecurityHeaders
 from cg_web.settings import WebSettings
 from cg_web.static_files import SOURCE, StaticFiles, fingerprint_all, whitenoise_for
+from cg_web.timing import ServerTiming
 
 SESSION_COOKIE = "cg_session"
 ROUTERS = (health.router, auth.router, overview.router, keys.router, usage.router)
@@ -61,4 +62,5 @@ def create_app(settings: WebSettings) -> FastAPI:
     app.add_middleware(GZipMiddleware, minimum_size=500, compresslevel=6)
     app.add_middleware(StaticFiles, files=whitenoise_for(Path(built.name)))
     app.add_middleware(SecurityHeaders, production=settings.is_production)
+    app.add_middleware(ServerTiming)
     return app
