@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import ingest, machine, probes, ratelimit, summary, wrk
+from bench import ingest, machine, overview, probes, ratelimit, summary, wrk
 from bench.support import OtherLoad, code_version, drop_database, fresh_database, say
 from cg_common.crypto import new_master_key
 from cg_common.logging import configure_logging
@@ -90,11 +90,18 @@ def _probes(ctx: Context) -> str:
     return probes.markdown(result)
 
 
+def _overview(ctx: Context) -> str:
+    result = overview.run(ctx.stack, ctx.work_dir, ctx.env)
+    _print_figures("overview", result)
+    return overview.markdown(result)
+
+
 BENCHMARKS: dict[str, Benchmark] = {
     "ratelimit": Benchmark("Rate limiter cost", _ratelimit),
     "ingest": Benchmark("End-to-end ingest: JetStream → ledger → PostgreSQL", _ingest),
     "summary": Benchmark("Usage summary over 10 million events", _summary),
     "probes": Benchmark("Probing 10,000 keys against a 100 ms OpenAI", _probes),
+    "overview": Benchmark("Dashboard overview over 10 million events", _overview),
 }
 
 
@@ -105,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     if "ratelimit" in selected and not wrk.available():
         sys.exit("make bench needs wrk (Debian: apt-get install wrk); `make bench` installs it where it can")
     with tempfile.TemporaryDirectory(prefix="cg-bench-") as tmp:
-        if "summary" in selected:
+        if "summary" in selected or "overview" in selected:
             summary.check_disk(Path(tmp))
         with start_stack(Path(tmp) / "servers") as stack:
             ctx = Context(stack, Path(tmp), new_master_key(), secrets.token_urlsafe(32), args)

@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 
 from bench import wrk
-from cg_api.ratelimit import RedisTokenBucket
 from cg_common.cache import connect_redis
+from cg_common.ratelimit import RedisTokenBucket
 from cg_devstack.servers import Stack
 from tests.support.keys import fake_openai_key
 from tests.support.processes import running_api

@@ -115,7 +115,7 @@ def run(stack: Stack, work_dir: Path, env_for: Callable[[str], dict[str, str]]) 
         env = env_for(database_url)
         keys = store_keys(database_url, env["MASTER_KEY"], fake_keys(KEYS))
         end = datetime.now(UTC).replace(second=0, microsecond=0)
-        result: dict[str, Any] = {"rows": ROWS, "days": DAYS, "fill": _fill(database_url, keys, end)}
+        result: dict[str, Any] = {"rows": ROWS, "days": DAYS, "fill": fill(database_url, keys, end)}
         result["sizes"] = _sizes(database_url)
         say(NAME, f"sizes: {result['sizes']}")
         api_env = {**env, "RATE_LIMIT_ENABLED": "false", "LOG_LEVEL": "warning"}
@@ -134,7 +134,7 @@ def run(stack: Stack, work_dir: Path, env_for: Callable[[str], dict[str, str]]) 
     return result
 
 
-def _fill(database_url: str, keys: Sequence[Any], end: datetime) -> dict[str, float]:
+def fill(database_url: str, keys: Sequence[Any], end: datetime) -> dict[str, float]:
     """10 million rows in two parallel sessions (odd and even numbers, so both advance through time together and
     the table stays in time order, as the ledger writes it), then indexes and roll-ups, then VACUUM ANALYZE."""
     start = end - timedelta(days=DAYS)

@@ -148,3 +148,18 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 def _exit_on_sigterm(_signum: int, _frame: object) -> None:
     raise SystemExit(143)
+
+
+def web_env_for(api_env: dict[str, str], api_url: str, **extra: str) -> dict[str, str]:
+    """Settings of a dashboard under test that talks to the api at `api_url`; it gets no DATABASE_URL, since the
+    dashboard never opens PostgreSQL."""
+    return {
+        "ENV": "development",
+        "NATS_URL": api_env["NATS_URL"],
+        "REDIS_URL": api_env["REDIS_URL"],
+        "API_KEY": api_env["API_KEY"],
+        "API_URL": api_url,
+        "LOGIN_ATTEMPTS_PER_MINUTE": "1000",
+        "LOG_LEVEL": "info",
+        **extra,
+    }

@@ -11,7 +11,7 @@ import httpx
 import pytest
 import redis
 
-from cg_api.ratelimit import HITS_KEY
+from cg_common.ratelimit import HITS_KEY
 from cg_devstack.servers import RunningServer, start_redis
 from tests.conftest import api_client, settings_from
 from tests.support.processes import running_api

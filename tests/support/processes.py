@@ -1,4 +1,5 @@
-"""Runs services exactly as production does (`cg-api serve`, `cg-ledger run`, `cg-prober run`) in child processes."""
+"""Runs services exactly as production does (`cg-api serve`, `cg-ledger run`, `cg-prober run`, `cg-web serve`) in
+child processes."""
 
 from __future__ import annotations
 
@@ -154,3 +155,20 @@ def running_prober(env: Mapping[str, str], log_path: Path) -> Iterator[ServicePr
         yield prober
     finally:
         prober.stop()
+
+
+@contextmanager
+def running_web(env: Mapping[str, str], log_path: Path) -> Iterator[ServiceProcess]:
+    """`cg-web serve` on a free port, stopped on exit; `env` names the api (API_URL) and the admin key."""
+    port = free_port()
+    web = start_service(
+        [*script("cg-web"), "serve", "--host", "127.0.0.1"],
+        {**env, "WEB_PORT": str(port)},
+        log_path,
+        url=f"http://127.0.0.1:{port}",
+        ready_path="/healthz",
+    )
+    try:
+        yield web
+    finally:
+        web.stop()

@@ -26,7 +26,7 @@ def split_commas(value: object) -> object:
     return value
 
 
-def _require_scheme(value: str, schemes: tuple[str, ...], name: str) -> str:
+def require_scheme(value: str, schemes: tuple[str, ...], name: str) -> str:
     url = AnyUrl(value)
     if url.scheme not in schemes:
         raise ValueError(f"{name} must start with {' or '.join(s + '://' for s in schemes)}")
@@ -46,7 +46,7 @@ class DatabaseSettings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _database_scheme(cls, value: str) -> str:
-        return _require_scheme(value, ("postgresql", "postgres"), "DATABASE_URL")
+        return require_scheme(value, ("postgresql", "postgres"), "DATABASE_URL")
 
     @property
     def is_production(self) -> bool:
@@ -65,12 +65,12 @@ class CommonSettings(DatabaseSettings):
     @field_validator("nats_url")
     @classmethod
     def _nats_scheme(cls, value: str) -> str:
-        return _require_scheme(value, ("nats", "tls", "ws", "wss"), "NATS_URL")
+        return require_scheme(value, ("nats", "tls", "ws", "wss"), "NATS_URL")
 
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str) -> str:
-        return _require_scheme(value, ("redis", "rediss", "unix"), "REDIS_URL")
+        return require_scheme(value, ("redis", "rediss", "unix"), "REDIS_URL")
 
 
 class KeyVaultSettings(CommonSettings):
@@ -138,5 +138,6 @@ __all__ = [
     "describe_error",
     "fail",
     "load_settings",
+    "require_scheme",
     "split_commas",
 ]

@@ -48,7 +48,19 @@ SETTINGS = (
     Setting("WEB_PORT", "5002", "port the web dashboard listens on"),
     Setting("WEB_URL", "http://127.0.0.1:5002", "public URL of the dashboard, for the api's /dashboard redirect"),
     Setting("ALLOWED_ORIGINS", "*", "CORS origins, comma-separated; * is refused in production"),
-    Setting("DASHBOARD_PUBLIC", "false", "true: the dashboard opens without the admin key"),
+    Setting(
+        "DASHBOARD_PUBLIC", "false", "true: the dashboard's pages open without the admin key (changes still need it)"
+    ),
+    Setting(
+        "SESSION_SECRET",
+        "",
+        "signs the dashboard's session cookie (32+ characters); unset: derived from API_KEY",
+    ),
+    Setting("SESSION_MAX_AGE_SECS", "43200", "how long a dashboard sign-in lasts"),
+    Setting(
+        "LOGIN_ATTEMPTS_PER_MINUTE", "5", "dashboard sign-in attempts allowed per client address (shared via Redis)"
+    ),
+    Setting("API_TIMEOUT_SECS", "10", "how long the dashboard waits for the api before saying it is too slow"),
     Setting("RATE_LIMIT_RPM", "60", "requests per minute refilled into each client's bucket (shared through Redis)"),
     Setting("RATE_LIMIT_BURST", "60", "bucket capacity: requests allowed at once"),
     Setting("RATE_LIMIT_EXEMPT", "/ping,/dashboard", "paths that skip rate limiting, comma-separated"),

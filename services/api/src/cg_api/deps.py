@@ -24,4 +24,6 @@ async def get_db(resources: Annotated[Resources, Depends(get_resources)]) -> Asy
 
 
 ResourcesDep = Annotated[Resources, Depends(get_resources)]
-DbDep = Annotated[Connection, Depends(get_db)]
+# scope="function": the transaction commits before the response leaves, not after (FastAPI's default for `yield`
+# dependencies), so that a client reading right after a 2xx sees its own change (the dashboard does exactly that).
+DbDep = Annotated[Connection, Depends(get_db, scope="function")]

@@ -8,9 +8,9 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from cg_api import keys_repo, usage_repo
-from cg_api.ratelimit import rate_limit_hits
 from cg_api.resources import Resources
 from cg_common.heartbeats import last_beat
+from cg_common.ratelimit import rate_limit_hits
 
 METRICS_VERSION = "1"
 

@@ -8,8 +8,8 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cg_api.auth import API_KEY_HEADER, is_admin_key
-from cg_api.ratelimit import Decision
 from cg_api.resources import Resources
+from cg_common.ratelimit import Decision
 
 
 class RateLimitMiddleware:

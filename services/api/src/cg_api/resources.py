@@ -11,13 +11,13 @@ from nats.js.client import JetStreamContext
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
-from cg_api.ratelimit import RedisTokenBucket
 from cg_api.settings import ApiSettings
 from cg_api.vault import key_cipher
 from cg_common.cache import connect_redis
 from cg_common.crypto import KeyCipher
 from cg_common.db import Connection, open_pool
 from cg_common.messaging import close_nats, connect_nats, ensure_streams, stream_configs
+from cg_common.ratelimit import RedisTokenBucket
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,99 @@
+"""Who may do what: the signed session, the CSRF token it carries, and the guard every route passes through.
+
+The guard is an app-wide dependency, so a route added later is covered without anyone remembering to add it:
+every POST/PATCH/PUT/DELETE must carry the session's CSRF token (form field or `X-CSRF-Token` header) and, but for
+signing in and out, come from a signed-in admin; every page needs a signed-in admin unless DASHBOARD_PUBLIC is true.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import secrets
+
+from fastapi import Request
+
+from cg_web.settings import WebSettings
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CSRF_HEADER = "X-CSRF-Token"
+CSRF_FIELD = "csrf_token"
+LOGIN_PATH = "/dashboard/login"
+LOGOUT_PATH = "/dashboard/logout"
+# Reachable without signing in, whatever DASHBOARD_PUBLIC says.
+OPEN_PATHS = frozenset({"/", "/healthz", LOGIN_PATH})
+# Mutations allowed without being signed in (they still need the CSRF token).
+ANONYMOUS_MUTATIONS = frozenset({LOGIN_PATH, LOGOUT_PATH})
+
+
+class SignInRequiredError(Exception):
+    """The request needs a signed-in admin."""
+
+
+class CsrfError(Exception):
+    """A mutating request without the session's CSRF token."""
+
+
+def csrf_token(request: Request) -> str:
+    token = request.session.get("csrf")
+    if not isinstance(token, str):
+        token = secrets.token_urlsafe(32)
+        request.session["csrf"] = token
+    return token
+
+
+def masked_csrf(request: Request) -> str:
+    """The session's token under a fresh one-time pad: pages are compressed, and a secret that repeats byte for byte
+    in compressed pages next to reflected input can be guessed from their sizes (BREACH)."""
+    token = csrf_token(request).encode()
+    pad = secrets.token_bytes(len(token))
+    return base64.urlsafe_b64encode(pad + bytes(a ^ b for a, b in zip(pad, token, strict=True))).decode()
+
+
+def _unmask(sent: str) -> bytes:
+    try:
+        raw = base64.b64decode(sent.encode(), altchars=b"-_", validate=True)
+    except (ValueError, binascii.Error):
+        return b""
+    half = len(raw) // 2
+    if not half or len(raw) % 2:
+        return b""
+    return bytes(a ^ b for a, b in zip(raw[:half], raw[half:], strict=True))
+
+
+def is_admin(request: Request) -> bool:
+    return request.session.get("admin") is True
+
+
+def sign_in(request: Request) -> None:
+    """A fresh session (and CSRF token), so that a token known before signing in is worth nothing after."""
+    request.session.clear()
+    request.session["admin"] = True
+    request.session["csrf"] = secrets.token_urlsafe(32)
+
+
+def sign_out(request: Request) -> None:
+    request.session.clear()
+
+
+async def guard(request: Request) -> None:
+    settings: WebSettings = request.app.state.settings
+    path = request.url.path
+    if request.method not in SAFE_METHODS:
+        await _check_csrf(request)
+        if path not in ANONYMOUS_MUTATIONS and not is_admin(request):
+            raise SignInRequiredError
+    elif path not in OPEN_PATHS and not settings.dashboard_public and not is_admin(request):
+        raise SignInRequiredError
+
+
+async def _check_csrf(request: Request) -> None:
+    expected = request.session.get("csrf")
+    sent = request.headers.get(CSRF_HEADER)
+    if sent is None:
+        form = await request.form()  # cached by Starlette: the route's Form(...) parameters read it again
+        field = form.get(CSRF_FIELD)
+        sent = field if isinstance(field, str) else None
+    if not isinstance(expected, str) or sent is None or not hmac.compare_digest(_unmask(sent), expected.encode()):
+        raise CsrfError

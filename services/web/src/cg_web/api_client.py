@@ -1,0 +1,119 @@
+"""The api, as the dashboard sees it: one shared httpx client, every failure turned into an `ApiError` with a
+message a person can act on (the api down, too slow, or refusing the request)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+API_KEY_HEADER = "X-API-Key"
+
+
+@dataclass
+class ApiError(Exception):
+    """What went wrong, in words for the page; `fields` names each bad form field (from a 422)."""
+
+    status: int  # the api's status, or 502 (unreachable) / 504 (too slow) when it did not answer
+    message: str
+    fields: dict[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class Api:
+    """Thin, typed calls to the api; answers are the api's JSON, unchanged."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self._client = client
+
+    @classmethod
+    def client(cls, base_url: str, admin_key: str, timeout_secs: float) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=base_url,
+            headers={API_KEY_HEADER: admin_key},
+            timeout=httpx.Timeout(timeout_secs, connect=min(timeout_secs, 3.0)),
+            limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
+        )
+
+    async def keys(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = await self._json("GET", "/keys")
+        return result
+
+    async def add_key(self, *, label: str, api_key: str, kind: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._json(
+            "POST", "/keys", json={"label": label, "api_key": api_key, "kind": kind}
+        )
+        return result
+
+    async def set_active(self, key_id: int, active: bool) -> dict[str, Any]:
+        result: dict[str, Any] = await self._json("PATCH", f"/keys/{key_id}/active", json={"active": active})
+        return result
+
+    async def delete_key(self, key_id: int) -> None:
+        await self._json("DELETE", f"/keys/{key_id}")
+
+    async def probe(self, key_id: int, *, wait_secs: float) -> dict[str, Any]:
+        result: dict[str, Any] = await self._json("POST", f"/keys/{key_id}/probe", timeout=wait_secs + 5)
+        return result
+
+    async def summary(self, group_by: str, *, since: str, until: str) -> dict[str, Any]:
+        params = {"group_by": group_by, "since": since, "until": until}
+        result: dict[str, Any] = await self._json("GET", "/usage/summary", params=params)
+        return result
+
+    async def usage_page(self, params: Mapping[str, str]) -> dict[str, Any]:
+        result: dict[str, Any] = await self._json("GET", "/data", params=dict(params))
+        return result
+
+    async def metrics(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self._json("GET", "/metrics", headers={"Accept": "application/json"})
+        return result
+
+    async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = await self._client.request(method, path, **kwargs)
+        except httpx.TimeoutException:
+            raise ApiError(504, "The api did not answer in time. Try again in a moment.") from None
+        except httpx.TransportError:
+            raise ApiError(502, "The api cannot be reached right now. Check that cg-api is running.") from None
+        if response.status_code >= 400:
+            raise error_from(response)
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
+
+
+def error_from(response: httpx.Response) -> ApiError:
+    """The api's own words where it gave any (`{"detail": ...}`), per field for a 422."""
+    status = response.status_code
+    try:
+        detail = response.json().get("detail")
+    except ValueError:
+        detail = None
+    fields: dict[str, str] = {}
+    if isinstance(detail, list):
+        for item in detail:
+            loc = [str(part) for part in item.get("loc", ()) if part not in ("body", "query", "path")]
+            fields[loc[0] if loc else "form"] = str(item.get("msg", "invalid value"))
+        message = "Some values were not accepted: " + "; ".join(f"{k}: {v}" for k, v in fields.items())
+    elif isinstance(detail, str) and detail:
+        message = detail[0].upper() + detail[1:]
+    else:
+        message = DEFAULT_MESSAGES.get(status, f"The api answered {status}.")
+    if status == 429:
+        message = "The api is rate limiting this dashboard; try again in a few seconds."
+    elif status >= 500 and not isinstance(detail, str):
+        message = f"The api failed ({status}); see its logs."
+    return ApiError(status, message, fields)
+
+
+DEFAULT_MESSAGES = {
+    401: "The dashboard's API_KEY is not accepted by the api.",
+    404: "Not found: it may have been deleted meanwhile.",
+    405: "The api does not offer this yet.",
+    409: "This conflicts with what is stored.",
+}

@@ -1,0 +1,158 @@
+"""The usage log: filters, cursor pagination, and streamed CSV / JSON exports of everything the filters match."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import Response, StreamingResponse
+
+from cg_web.api_client import Api, ApiError
+from cg_web.rendering import render
+from cg_web.resources import ResourcesDep
+
+router = APIRouter(prefix="/dashboard/usage")
+
+PAGE_SIZE = "50"
+EXPORT_PAGE_SIZE = "1000"
+FILTERS = ("key_id", "model", "source", "since", "until")
+COLUMNS = (
+    "id",
+    "occurred_at",
+    "recorded_at",
+    "provider",
+    "model",
+    "key_id",
+    "key_fingerprint",
+    "source",
+    "event_id",
+    "input_tokens",
+    "cached_input_tokens",
+    "output_tokens",
+    "requests",
+    "cost",
+    "priced",
+    "price_source",
+)
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+class FilterError(ValueError):
+    pass
+
+
+def filters_of(request: Request) -> dict[str, str]:
+    """The filters as typed in the form (times as `YYYY-MM-DDTHH:MM`, read as UTC)."""
+    return {name: value.strip() for name in FILTERS if (value := request.query_params.get(name, "")).strip()}
+
+
+def api_params(filters: dict[str, str]) -> dict[str, str]:
+    params = dict(filters)
+    for name in ("since", "until"):
+        if name in params:
+            try:
+                moment = datetime.fromisoformat(params[name])
+            except ValueError:
+                raise FilterError(f"{name}: not a date and time (YYYY-MM-DD HH:MM, UTC)") from None
+            params[name] = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
+    if "key_id" in params and not params["key_id"].isdigit():
+        raise FilterError("key: choose a stored key")
+    return params
+
+
+@router.get("")
+async def usage_page(request: Request, resources: ResourcesDep) -> Response:
+    filters = filters_of(request)
+    cursor = request.query_params.get("cursor")
+    context: dict[str, Any] = {"filters": filters, "items": [], "next_url": None, "error": None, "first_url": None}
+    try:
+        keys = await resources.api.keys()
+    except ApiError:
+        keys = []
+    context["keys"] = keys
+    context["labels"] = {key["id"]: key["label"] for key in keys}
+    try:
+        params = api_params(filters)
+        page = await resources.api.usage_page({**params, "limit": PAGE_SIZE, **({"cursor": cursor} if cursor else {})})
+    except (FilterError, ApiError) as error:
+        context["error"] = str(error)
+        return render(request, "usage.html", context, status_code=422 if isinstance(error, FilterError) else 200)
+    context["items"] = page["items"]
+    if page.get("next_cursor"):
+        context["next_url"] = "?" + urlencode({**filters, "cursor": page["next_cursor"]})
+    if cursor:
+        context["first_url"] = "?" + urlencode(filters)
+    context["export_query"] = urlencode(filters)
+    return render(request, "usage.html", context)
+
+
+@router.get("/export.csv")
+async def export_csv(request: Request, resources: ResourcesDep) -> Response:
+    return await _export(request, resources.api, "csv")
+
+
+@router.get("/export.json")
+async def export_json(request: Request, resources: ResourcesDep) -> Response:
+    return await _export(request, resources.api, "json")
+
+
+async def _export(request: Request, api: Api, kind: str) -> Response:
+    """The first page is fetched before answering, so that a bad filter or a missing api is a clear error page;
+    the rest streams, one api page at a time."""
+    try:
+        params = {**api_params(filters_of(request)), "limit": EXPORT_PAGE_SIZE}
+    except FilterError as error:
+        raise ApiError(422, str(error)) from None
+    first = await api.usage_page(params)
+    records = _records(api, params, first)
+    body = _csv(records) if kind == "csv" else _json(records)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return StreamingResponse(
+        body,
+        media_type="text/csv; charset=utf-8" if kind == "csv" else "application/json",
+        headers={"Content-Disposition": f'attachment; filename="cost-guardian-usage-{stamp}.{kind}"'},
+    )
+
+
+async def _records(api: Api, params: dict[str, str], page: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    while True:
+        for record in page["items"]:
+            yield record
+        if not page.get("next_cursor"):
+            return
+        page = await api.usage_page({**params, "cursor": page["next_cursor"]})
+
+
+async def _csv(records: AsyncIterator[dict[str, Any]]) -> AsyncIterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(COLUMNS)
+    async for record in records:
+        writer.writerow([_cell(record.get(column)) for column in COLUMNS])
+        if buffer.tell() > 64 * 1024:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+def _cell(value: object) -> object:
+    """Text that a spreadsheet would run as a formula is quoted (CSV injection), e.g. a source named `=cmd|…`."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return "" if value is None else value
+
+
+async def _json(records: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
+    yield b"["
+    first = True
+    async for record in records:
+        yield (b"\n" if first else b",\n") + orjson.dumps(record)
+        first = False
+    yield b"\n]\n"
