@@ -64,6 +64,9 @@ SETTINGS = (
     Setting("LEDGER_BATCH_SIZE", "1000", "usage events the ledger fetches, records and acknowledges at once"),
     Setting("LEDGER_ACK_WAIT_SECS", "30", "seconds a fetched event may stay unacknowledged before redelivery"),
     Setting("LEDGER_CONSUMER", "ledger", "durable JetStream consumer shared by all ledger replicas"),
+    Setting(
+        "SCHEDULER_PORT", "5004", "the scheduler's health and Prometheus metrics port (/healthz, /readyz, /metrics)"
+    ),
 )
 
 CREATE_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL
