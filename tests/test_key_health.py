@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import nats
+from nats.js.errors import NotFoundError
 
 from cg_common.probes import ProbeResult
 from cg_common.subjects import PROBE_RESULT_STREAM
@@ -29,7 +30,10 @@ async def settled(nats_url: str, total: int) -> bool:
     """True once the ledger's probe-result consumer has acknowledged `total` messages and holds none."""
     nc = await nats.connect(nats_url)
     try:
-        info = await nc.jetstream().consumer_info(PROBE_RESULT_STREAM.name, CONSUMER)
+        try:
+            info = await nc.jetstream().consumer_info(PROBE_RESULT_STREAM.name, CONSUMER)
+        except NotFoundError:  # the ledger has not created it yet
+            return False
         return (info.ack_floor.stream_seq if info.ack_floor else 0) >= total and not info.num_ack_pending
     finally:
         await nc.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -35,8 +34,10 @@ async def stand_in_prober(nats_url: str, answer: Answer) -> AsyncIterator[list[P
         f"{PROBE_REQUEST}.>", durable="stand-in-prober", stream=PROBE_REQUEST_STREAM.name
     )
 
+    stopping = asyncio.Event()
+
     async def serve() -> None:
-        while True:
+        while not stopping.is_set():
             try:
                 messages = await subscription.fetch(10, timeout=0.5)
             except (NatsTimeoutError, TimeoutError):
@@ -60,9 +61,9 @@ async def stand_in_prober(nats_url: str, answer: Answer) -> AsyncIterator[list[P
     try:
         yield taken
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        # Stopped by a flag, not by cancelling: nats-py's fetch can swallow a cancellation and loop on.
+        stopping.set()
+        await task
         await nc.close()
 
 
