@@ -19,7 +19,7 @@ from tests.support.processes import running_ledger, start_ledger
 from tests.support.usage import dead_letters, wait_until
 
 CONSUMER = "ledger-probe-results"
-BASE = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+BASE = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(days=1)
 
 
 def at(minutes: int) -> datetime:
@@ -67,6 +67,7 @@ async def test_results_update_health_once_whatever_the_order(
         probe_result(failing, "sched:a:1", at(1), ok=False),
         second_failure,
         second_failure,  # re-sent by a prober: counted once
+        probe_result(failing, "sched:a:old", datetime.now(UTC) - timedelta(days=8), ok=False),  # past the memory
         probe_result(
             failing,
             "sched:a:3",

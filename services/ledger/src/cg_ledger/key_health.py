@@ -5,12 +5,15 @@ the failure streak since); one already in `key_probe_results` changes nothing (a
 it is remembered and applied. A success resets `consecutive_failures` to the failures remembered after it (those that
 arrived before it, out of order) and forgets everything older; a failure adds one. The "last …" columns follow the
 newest result by `probed_at`, whatever order results arrive in. Results of deleted or unknown keys are ignored.
+
+Memory is bounded: results probed longer ago than `CG_PROBE_RESULTS` keeps messages (7 days) are ignored, so the rows
+of a key failing for weeks can be forgotten after that time without a late re-send ever counting twice.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from nats.aio.msg import Msg
@@ -23,6 +26,7 @@ from cg_common.consumer import Outcome, TransientError
 from cg_common.db import Connection
 from cg_common.logging import SecretScrubber
 from cg_common.probes import ProbeResult
+from cg_common.subjects import PROBE_RESULT_STREAM
 from cg_ledger.recorder import TRANSIENT_DB_ERRORS
 
 APPLIED = Counter("cg_ledger_probe_results_applied", "Probe results applied to a key's health.")
@@ -32,6 +36,8 @@ IGNORED = Counter(
 )
 
 MAX_ERROR_CHARS = 500
+MEMORY = timedelta(seconds=PROBE_RESULT_STREAM.max_age_secs)
+PRUNE_EVERY_FAILURES = 100
 _scrubber = SecretScrubber()
 
 
@@ -77,7 +83,8 @@ async def apply_result(conn: Connection, result: ProbeResult) -> bool:
         (result.key_id,),
     )
     key = await cursor.fetchone()
-    if key is None or _before(result.probed_at, key["last_success_at"]):
+    horizon = datetime.now(UTC) - MEMORY
+    if key is None or result.probed_at < horizon or _before(result.probed_at, key["last_success_at"]):
         return False
     cursor = await conn.execute(
         """INSERT INTO key_probe_results (key_id, request_id, probed_at, ok) VALUES (%s, %s, %s, %s)
@@ -95,6 +102,10 @@ async def apply_result(conn: Connection, result: ProbeResult) -> bool:
         )
     else:
         health["consecutive_failures"] = key["consecutive_failures"] + 1
+        if health["consecutive_failures"] % PRUNE_EVERY_FAILURES == 0:  # a key failing for long: forget the oldest
+            await conn.execute(
+                "DELETE FROM key_probe_results WHERE key_id = %s AND probed_at < %s", (result.key_id, horizon)
+            )
     if key["last_probe_at"] is None or result.probed_at > key["last_probe_at"]:
         health |= {
             "last_probe_at": result.probed_at,
