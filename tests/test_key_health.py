@@ -100,6 +100,7 @@ async def test_results_update_health_once_whatever_the_order(
         assert {key_id: key_health(ledger_env["DATABASE_URL"], key_id) for key_id in ids} == before
         async with httpx.AsyncClient() as client:
             metrics = (await client.get(ledger.url + "/metrics")).text
+        assert (await api.get("/metrics")).json()["pipeline"]["ledger"]["alive"] is True  # it beats while it runs
     assert "cg_ledger_probe_results_applied_total 9.0" in metrics
 
     keys = {k["id"]: k for k in (await api.get("/keys")).json()}

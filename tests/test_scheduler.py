@@ -58,6 +58,7 @@ def test_two_schedulers_publish_each_active_key_once_per_slot(ledger_env: dict[s
         sleep_until(slot_end(last) + LATENESS_SECS)
 
         metrics = httpx.get(schedulers[1].url + "/metrics").text
+        assert httpx.get(schedulers[1].url + "/readyz").json()["checks"] == {"nats": "ok", "postgres": "ok"}
         beat = redis.Redis.from_url(env["REDIS_URL"]).get(heartbeat_key("scheduler"))
         assert schedulers[1].stop() == 0
         assert "scheduler stopped" in schedulers[1].log_text()
