@@ -136,7 +136,7 @@ def test_dev_runs_single_node_datastores_in_the_cluster() -> None:
 # Who may open a connection to whom in the dev overlay (where every datastore is a pod): exactly these.
 REACH = {
     "api": {("nats", 4222), ("postgres", 5432), ("redis", 6379)},
-    "web": {("api", 5001)},
+    "web": {("api", 5001), ("nats", 4222), ("redis", 6379)},
     "scheduler": {("nats", 4222), ("postgres", 5432), ("redis", 6379)},
     "prober": {("nats", 4222), ("postgres", 5432), ("redis", 6379)},
     "ledger": {("nats", 4222), ("postgres", 5432), ("redis", 6379)},

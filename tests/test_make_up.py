@@ -80,6 +80,7 @@ def make_up(tmp_path: Path, api_port: int) -> Iterator[Up]:
         CG_ENV_FILE=str(tmp_path / ".env"),
         API_PORT=str(api_port),
         LEDGER_PORT=str(free_port()),
+        SCHEDULER_PORT=str(free_port()),
     )
     process = subprocess.Popen(
         [Path(sys.executable).with_name("cg-dev"), "up"],
@@ -117,7 +118,8 @@ def wait_for_ping(api_url: str) -> None:
 def ctrl_c_stops_everything(up: Up, data_dir: Path) -> None:
     """SIGINT to the whole foreground job, as a terminal sends it: every service and server exits, none is left."""
     descendants = psutil.Process(up.process.pid).children(recursive=True)
-    assert {"cg-api", "cg-ledger", "postgres", "nats-server", "redis-server"} <= {_name(p) for p in descendants}
+    expected = {"cg-api", "cg-ledger", "cg-scheduler", "postgres", "nats-server", "redis-server"}
+    assert expected <= {_name(p) for p in descendants}
     os.killpg(up.process.pid, signal.SIGINT)
     assert up.process.wait(timeout=STOP_TIMEOUT_SECS) == 130
     _, alive = psutil.wait_procs(descendants, timeout=STOP_TIMEOUT_SECS)
@@ -132,7 +134,7 @@ def _name(process: psutil.Process) -> str:
     except psutil.NoSuchProcess:
         return ""
     scripts = [Path(arg).name for arg in cmdline[:2]]
-    return next((name for name in ("cg-api", "cg-ledger") if name in scripts), str(process.name()))
+    return next((name for name in ("cg-api", "cg-ledger", "cg-scheduler") if name in scripts), str(process.name()))
 
 
 def test_make_up_runs_the_api_on_embedded_servers_and_keeps_data(tmp_path: Path) -> None:

@@ -172,3 +172,24 @@ def running_web(env: Mapping[str, str], log_path: Path) -> Iterator[ServiceProce
         yield web
     finally:
         web.stop()
+
+
+def start_scheduler(env: Mapping[str, str], log_path: Path) -> ServiceProcess:
+    """`cg-scheduler run` with its health port on a free port."""
+    port = free_port()
+    return start_service(
+        [*script("cg-scheduler"), "run"],
+        {**env, "SCHEDULER_PORT": str(port)},
+        log_path,
+        url=f"http://127.0.0.1:{port}",
+        ready_path="/healthz",
+    )
+
+
+@contextmanager
+def running_scheduler(env: Mapping[str, str], log_path: Path) -> Iterator[ServiceProcess]:
+    scheduler = start_scheduler(env, log_path)
+    try:
+        yield scheduler
+    finally:
+        scheduler.stop()

@@ -88,6 +88,9 @@ SETTINGS = (
         "PROBE_RETRY_BASE_SECS", "2", "first back-off after a transient failure, doubled each retry; retry-after wins"
     ),
     Setting("ORG_USAGE_LOOKBACK_HOURS", "48", "how far back the first organization usage pull of an admin key reaches"),
+    Setting(
+        "SCHEDULER_PORT", "5004", "the scheduler's health and Prometheus metrics port (/healthz, /readyz, /metrics)"
+    ),
 )
 
 CREATE_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL

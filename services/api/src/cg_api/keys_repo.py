@@ -12,7 +12,7 @@ from cg_common.db import Connection
 
 PUBLIC_COLUMNS = sql.SQL(
     """id, label, kind, prefix, last4, fingerprint, active, created_at, deleted_at, last_probe_at,
-       last_success_at, last_error, last_status, last_latency_ms, consecutive_failures"""
+       last_success_at, last_error, last_status, last_outcome, last_latency_ms, consecutive_failures"""
 )
 
 
@@ -100,3 +100,10 @@ async def counts(conn: Connection) -> dict[str, Any]:
     )
     row = await cursor.fetchone()
     return row or {"active_keys": 0, "last_key_ok_at": None}
+
+
+async def get_live(conn: Connection, key_id: int) -> dict[str, Any] | None:
+    cursor = await conn.execute(
+        sql.SQL("SELECT {} FROM api_keys WHERE id = %s AND deleted_at IS NULL").format(PUBLIC_COLUMNS), (key_id,)
+    )
+    return await cursor.fetchone()

@@ -2,26 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
+from nats.errors import Error as NatsError
 from redis.exceptions import RedisError
 
 from cg_api import keys_repo, usage_repo
 from cg_api.resources import Resources
 from cg_common.heartbeats import last_beat
 from cg_common.ratelimit import rate_limit_hits
+from cg_common.subjects import DLQ_STREAM
 
 METRICS_VERSION = "1"
+PIPELINE_SERVICES = ("scheduler", "prober", "ledger")
+STREAM_INFO_TIMEOUT_SECS = 1.0
 
 
 async def gather(resources: Resources) -> dict[str, Any]:
-    """The contract's JSON shape; a figure nobody produces yet is reported as it is (0, null or false)."""
+    """The contract's JSON shape; a heartbeat expires after its service's TTL, so `alive` means a recent beat."""
     settings = resources.settings
     async with resources.db.connection() as conn:
         key_counts = await keys_repo.counts(conn)
         usage = await usage_repo.figures(conn)
-    scheduler_beat = await _beat_or_none(resources, "scheduler")
+    beats = {service: await _beat_or_none(resources, service) for service in PIPELINE_SERVICES}
     return {
         "version": METRICS_VERSION,
         "env": settings.env,
@@ -42,10 +47,25 @@ async def gather(resources: Resources) -> dict[str, Any]:
         },
         "worker": {
             "probe_interval_secs": settings.probe_interval_secs,
-            "healthy": scheduler_beat is not None,
-            "last_heartbeat_at": _iso(scheduler_beat),
+            # Probing works only when requests are both made and answered.
+            "healthy": beats["scheduler"] is not None and beats["prober"] is not None,
+            "last_heartbeat_at": _iso(beats["scheduler"]),
+        },
+        "pipeline": {
+            **{service: {"alive": beat is not None, "last_beat_at": _iso(beat)} for service, beat in beats.items()},
+            "dlq": {"messages": await _dlq_messages(resources)},
         },
     }
+
+
+async def _dlq_messages(resources: Resources) -> int | None:
+    """Messages set aside in the DLQ stream; None when NATS does not say (never a made-up 0)."""
+    try:
+        async with asyncio.timeout(STREAM_INFO_TIMEOUT_SECS):
+            info = await resources.js.stream_info(DLQ_STREAM.name)
+    except (NatsError, TimeoutError):
+        return None
+    return int(info.state.messages)
 
 
 async def _beat_or_none(resources: Resources, service: str) -> datetime | None:

@@ -47,7 +47,10 @@ class KeyOut(BaseModel):
     last_probe_at: datetime | None
     last_success_at: datetime | None
     last_error: str | None
-    last_status: int | None
+    last_status: int | None = Field(description="HTTP status of the last probe's answer, if one came.")
+    last_outcome: str | None = Field(
+        description="What the last probe found: ok, invalid_api_key, insufficient_quota, rate_limited, timeout, …"
+    )
     last_latency_ms: float | None
     consecutive_failures: int
 

@@ -11,16 +11,19 @@ from nats.js.client import JetStreamContext
 from prometheus_client import REGISTRY
 from psycopg_pool import AsyncConnectionPool
 
+from cg_common.cache import connect_redis
 from cg_common.consumer import Consumer, ConsumerSpec, ConsumerStatsCollector
 from cg_common.db import Connection, open_pool
 from cg_common.health_server import HealthServer, health_app
 from cg_common.logging import get_logger
 from cg_common.messaging import close_nats, connect_nats, ensure_streams, stream_configs
 from cg_common.pricing import Pricer
-from cg_common.subjects import DLQ, USAGE_ALL, USAGE_STREAM
+from cg_common.subjects import DLQ, PROBE_RESULT, PROBE_RESULT_STREAM, USAGE_ALL, USAGE_STREAM
 from cg_ledger import metrics
 from cg_ledger.billing import BilledCostRecorder, billing_consumer_spec
 from cg_ledger.folding import RollupFolder
+from cg_ledger.heartbeat import keep_beating
+from cg_ledger.key_health import KeyHealthRecorder
 from cg_ledger.recorder import UsageRecorder
 from cg_ledger.settings import LedgerSettings
 from cg_ledger.store import create_staging_table
@@ -43,15 +46,28 @@ def usage_consumer_spec(settings: LedgerSettings) -> ConsumerSpec:
     )
 
 
+def probe_result_consumer_spec(settings: LedgerSettings) -> ConsumerSpec:
+    """Its own durable: key health never waits behind a backlog of usage, nor the other way round."""
+    return ConsumerSpec(
+        stream=PROBE_RESULT_STREAM.name,
+        durable=f"{settings.ledger_consumer}-probe-results",
+        filter_subject=f"{PROBE_RESULT}.>",
+        dlq_subject=f"{DLQ}.probe_result",
+        batch_size=500,
+        ack_wait_secs=settings.ledger_ack_wait_secs,
+    )
+
+
 async def run(settings: LedgerSettings) -> None:
     """Run until SIGTERM or SIGINT, then finish the batch in hand, acknowledge it and exit."""
     db = await open_pool(
         settings.database_url,
         name="cg-ledger",
-        max_size=settings.ledger_max_in_flight + 2,
+        max_size=settings.ledger_max_in_flight + 4,
         configure=create_staging_table,
     )
     nats = await connect_nats(settings.nats_url, name="cg-ledger")
+    redis = connect_redis(settings.redis_url, timeout_secs=1.0)
     try:
         js = nats.jetstream()
         await ensure_streams(
@@ -60,26 +76,31 @@ async def run(settings: LedgerSettings) -> None:
         spec = usage_consumer_spec(settings)
         consumer = Consumer(js, spec, UsageRecorder(db, js, Pricer()))
         billing = Consumer(js, billing_consumer_spec(settings.ledger_consumer), BilledCostRecorder(db))
+        health_consumer = Consumer(js, probe_result_consumer_spec(settings), KeyHealthRecorder(db))
         REGISTRY.register(ConsumerStatsCollector("cg_ledger", consumer.stats))
+        REGISTRY.register(ConsumerStatsCollector("cg_ledger_probe_results", health_consumer.stats))
         health = HealthServer(health_app(lambda: _readiness(db, nats)), host="0.0.0.0", port=settings.ledger_port)  # noqa: S104
         await health.start()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, _stop_all, consumer, billing)
+            loop.add_signal_handler(sig, _stop_all, consumer, billing, health_consumer)
         lag = asyncio.create_task(_track_lag(js, spec))
+        beating = asyncio.create_task(keep_beating(redis, lambda: nats.is_connected))
         folder = RollupFolder(db, interval_secs=settings.ledger_fold_interval_secs)
         folding = asyncio.create_task(folder.run())
         log.info("ledger started", consumer=spec.durable, health_port=settings.ledger_port)
         try:
-            await asyncio.gather(consumer.run(), billing.run())
+            await asyncio.gather(consumer.run(), billing.run(), health_consumer.run())
         finally:
             lag.cancel()
+            beating.cancel()
             folder.stop()
             await folding  # its last round folds what the final batches left pending
             await health.stop()
         log.info("ledger stopped")
     finally:
         await close_nats(nats)
+        await redis.aclose()
         await db.close()
 
 

@@ -11,6 +11,7 @@ from prometheus_client.exposition import choose_encoder
 from cg_api import metrics_snapshot
 from cg_api.auth import AdminAuth
 from cg_api.deps import ResourcesDep
+from cg_api.metrics_snapshot import PIPELINE_SERVICES
 
 router = APIRouter(tags=["service"], dependencies=[AdminAuth])
 
@@ -37,7 +38,11 @@ def _registry(snapshot: dict[str, Any]) -> CollectorRegistry:
         "cg_rate_limit_hits": ("Requests refused by the shared rate limiter.", snapshot["counters"]["rate_limit_hits"]),
         "cg_usage_rows": ("Usage records stored.", snapshot["db"]["usage_rows"]),
         "cg_active_keys": ("Active stored OpenAI keys.", snapshot["db"]["active_keys"]),
-        "cg_worker_healthy": ("1 when the scheduler's heartbeat is fresh.", int(snapshot["worker"]["healthy"])),
+        "cg_worker_healthy": (
+            "1 when the scheduler's and the prober's heartbeats are fresh.",
+            int(snapshot["worker"]["healthy"]),
+        ),
+        "cg_dlq_messages": ("Messages set aside in the DLQ stream.", snapshot["pipeline"]["dlq"]["messages"]),
         "cg_probe_interval_seconds": ("Seconds between probes of a key.", snapshot["worker"]["probe_interval_secs"]),
         "cg_rate_limit_rpm": ("Token refill per minute.", snapshot["rate_limit"]["rpm"]),
         "cg_rate_limit_burst": ("Token bucket capacity.", snapshot["rate_limit"]["burst"]),
@@ -45,4 +50,7 @@ def _registry(snapshot: dict[str, Any]) -> CollectorRegistry:
     for name, (description, value) in figures.items():
         if value is not None:
             Gauge(name, description, registry=registry).set(value)
+    alive = Gauge("cg_pipeline_alive", "1 when the service's heartbeat is fresh.", ["service"], registry=registry)
+    for service in PIPELINE_SERVICES:
+        alive.labels(service=service).set(int(snapshot["pipeline"][service]["alive"]))
     return registry

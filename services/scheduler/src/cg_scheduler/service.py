@@ -1,0 +1,85 @@
+"""The scheduler process: connections, the tick loop, heartbeats, the health port, and a clean stop on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+
+from nats.aio.client import Client as NATS
+from psycopg_pool import AsyncConnectionPool
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from cg_common.cache import connect_redis
+from cg_common.db import Connection, open_pool
+from cg_common.health_server import HealthServer, health_app
+from cg_common.heartbeats import beat
+from cg_common.logging import get_logger
+from cg_common.messaging import close_nats, connect_nats, ensure_streams, stream_configs
+from cg_scheduler.scheduler import Scheduler
+from cg_scheduler.settings import SchedulerSettings
+
+log = get_logger(__name__)
+
+MAX_TICK_SECS = 1.0  # how late a key may be published after its moment; also how soon a deactivation takes effect
+BEAT_EVERY_SECS = 2.0
+BEAT_TTL_SECS = 10  # a scheduler silent this long is reported dead by the api
+
+
+def tick_secs(interval_secs: int) -> float:
+    return min(MAX_TICK_SECS, interval_secs / 20)
+
+
+async def run(settings: SchedulerSettings) -> None:
+    """Run until SIGTERM or SIGINT; a stop mid-tick finishes the tick (its publishes are acknowledged) first."""
+    db = await open_pool(settings.database_url, name="cg-scheduler", max_size=2)
+    nats = await connect_nats(settings.nats_url, name="cg-scheduler")
+    redis = connect_redis(settings.redis_url, timeout_secs=1.0)
+    try:
+        js = nats.jetstream()
+        await ensure_streams(
+            js, stream_configs(replicas=settings.nats_stream_replicas, probe_interval_secs=settings.probe_interval_secs)
+        )
+        health = HealthServer(health_app(lambda: _readiness(db, nats)), host="0.0.0.0", port=settings.scheduler_port)  # noqa: S104
+        await health.start()
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stopping.set)
+        log.info("scheduler started", interval_secs=settings.probe_interval_secs, health_port=settings.scheduler_port)
+        try:
+            await _loop(Scheduler(db, js, interval_secs=settings.probe_interval_secs), redis, stopping, settings)
+        finally:
+            await health.stop()
+        log.info("scheduler stopped")
+    finally:
+        await close_nats(nats)
+        await redis.aclose()
+        await db.close()
+
+
+async def _loop(scheduler: Scheduler, redis: Redis, stopping: asyncio.Event, settings: SchedulerSettings) -> None:
+    period = tick_secs(settings.probe_interval_secs)
+    last_beat = float("-inf")
+    while not stopping.is_set():
+        # The heartbeat says "scheduling works", so it is only given after a tick that read and published.
+        if await scheduler.tick() and time.monotonic() - last_beat >= BEAT_EVERY_SECS:
+            try:
+                await beat(redis, "scheduler", ttl_secs=BEAT_TTL_SECS)
+                last_beat = time.monotonic()
+            except (RedisError, OSError) as error:
+                log.warning("heartbeat not stored", error=type(error).__name__)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), timeout=period)
+
+
+async def _readiness(db: AsyncConnectionPool[Connection], nats: NATS) -> dict[str, bool]:
+    postgres = True
+    try:
+        async with asyncio.timeout(1), db.connection() as conn:
+            await conn.execute("SELECT 1")
+    except Exception:  # any failure means not ready
+        postgres = False
+    return {"nats": nats.is_connected, "postgres": postgres}
