@@ -7,19 +7,44 @@ answers through the pipeline, and the key is in no log line.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import httpx
+import nats
+import orjson
 import pytest
 
+from cg_common.subjects import PROBE_RESULT, PROBE_RESULT_STREAM
 from tests.fake_openai import FakeServer, fake_key, running_fake_openai
 from tests.support.processes import running_api, running_ledger, running_prober, running_scheduler
 from tests.support.usage import wait_until
 
 OUTCOMES = {"valid": "ok", "invalid": "invalid_api_key", "quota": "insufficient_quota"}
+
+
+async def scheduled_results(nats_url: str) -> list[tuple[int, str]]:
+    """(key id, request id) of every scheduled probe result in the stream, duplicates included."""
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        total = (await js.stream_info(PROBE_RESULT_STREAM.name)).state.messages
+        subscription = await js.pull_subscribe(f"{PROBE_RESULT}.>", stream=PROBE_RESULT_STREAM.name)
+        found: list[tuple[int, str]] = []
+        seen = 0
+        while seen < total:
+            batch = await subscription.fetch(min(500, total - seen), timeout=5)
+            seen += len(batch)
+            for message in batch:
+                result = orjson.loads(message.data)
+                if result["reason"] == "scheduled":
+                    found.append((result["key_id"], result["request_id"]))
+        return found
+    finally:
+        await nc.close()
 
 
 @pytest.fixture(scope="module")
@@ -48,11 +73,13 @@ def test_scheduled_probes_end_in_key_health_and_priced_usage(
             response = client.post("/keys", json={"label": behaviour, "api_key": key})
             assert response.status_code == 201, response.text
             ids[behaviour] = response.json()["id"]
-        logs = [tmp_path / name for name in ("ledger.log", "scheduler.log", "prober-1.log", "prober-2.log")]
+        # Two schedulers and three probers, as a scaled-out deployment runs them.
+        names = ("ledger", "scheduler-1", "scheduler-2", "prober-1", "prober-2", "prober-3")
+        logs = [tmp_path / f"{name}.log" for name in names]
         stack.enter_context(running_ledger(pipeline_env, logs[0]))
-        stack.enter_context(running_scheduler(pipeline_env, logs[1]))
-        stack.enter_context(running_prober(pipeline_env, logs[2]))
-        stack.enter_context(running_prober(pipeline_env, logs[3]))
+        for log in logs[1:]:
+            runner = running_scheduler if log.name.startswith("scheduler") else running_prober
+            stack.enter_context(runner(pipeline_env, log))
 
         def health() -> dict[int, dict[str, Any]]:
             return {k["id"]: k for k in client.get("/keys").json()}
@@ -83,6 +110,17 @@ def test_scheduled_probes_end_in_key_health_and_priced_usage(
         manual = client.post(f"/keys/{ids['valid']}/probe")
         assert manual.status_code == 200, manual.text
         assert manual.json()["outcome"] == "ok"
+
+        # Two schedulers, three probers: still one scheduled request per key and slot, and one result for each.
+        wait_until(
+            lambda: (
+                len({r for r in asyncio.run(scheduled_results(ledger_env["NATS_URL"])) if r[0] == ids["valid"]}) >= 2
+            ),
+            timeout=30,
+            message="a second slot probed",
+        )
+        results = asyncio.run(scheduled_results(ledger_env["NATS_URL"]))
+        assert len(results) == len(set(results)), "a scheduled request was probed or answered twice"
 
         metrics = client.get("/metrics").json()
         assert metrics["worker"]["healthy"] is True
