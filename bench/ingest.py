@@ -139,7 +139,7 @@ def run(
         result["ledger"] = _ledger_runs(stack, servers, work_dir, keys_to_store, "live")
         if py_spy and profile_dir:
             result["profile"] = _profiled_run(stack, servers, work_dir, keys_to_store, py_spy, profile_dir)
-        backfill = make_events(EVENTS, rng, fingerprints, BACKFILL_SPAN)
+        backfill = make_events(EVENTS, rng, fingerprints, BACKFILL_SPAN, name="backfill")
         asyncio.run(_publish(servers, backfill, [json.dumps(e).encode() for e in backfill]))
         result["backfill"] = _ledger_runs(stack, servers, work_dir, keys_to_store, "backfill")
     slower = min(result["lean_consume"]["rate"], result["copy"]["usage_events"]["rate"])
@@ -160,7 +160,9 @@ def _ledger_runs(
     return runs
 
 
-def make_events(count: int, rng: random.Random, fingerprints: Sequence[str], spread: timedelta) -> list[dict[str, Any]]:
+def make_events(
+    count: int, rng: random.Random, fingerprints: Sequence[str], spread: timedelta, *, name: str = "bench"
+) -> list[dict[str, Any]]:
     """Valid usage events: 5 OpenAI models, random tokens (cached ≤ input), 30 sources, stamped over `spread` up to
     a minute ago."""
     end = datetime.now(UTC) - timedelta(minutes=1)
@@ -171,7 +173,7 @@ def make_events(count: int, rng: random.Random, fingerprints: Sequence[str], spr
         events.append(
             usage_event(
                 source=f"//service-{rng.randrange(SOURCES)}/prod",
-                event_id=f"bench-{n}",
+                event_id=f"{name}-{n}",  # another name, another event: not a re-send JetStream would drop
                 model=rng.choice(MODELS),
                 input_tokens=input_tokens,
                 cached_input_tokens=rng.randint(0, input_tokens) if rng.random() < 0.5 else 0,
