@@ -23,7 +23,14 @@ from tests.fake_openai import FakeServer, fake_key, running_fake_openai
 from tests.support.processes import running_api, running_ledger, running_prober, running_scheduler
 from tests.support.usage import wait_until
 
-OUTCOMES = {"valid": "ok", "invalid": "invalid_api_key", "quota": "insufficient_quota"}
+OUTCOMES = {
+    "valid": "ok",
+    "invalid": "invalid_api_key",
+    "quota": "insufficient_quota",
+    "ratelimited": "rate_limited",
+    "slow": "timeout",
+    "down": "upstream_error",
+}
 
 
 async def scheduled_results(nats_url: str) -> list[tuple[int, str]]:
@@ -49,7 +56,7 @@ async def scheduled_results(nats_url: str) -> list[tuple[int, str]]:
 
 @pytest.fixture(scope="module")
 def fake() -> Iterator[FakeServer]:
-    with running_fake_openai() as server:
+    with running_fake_openai(slow_ms=2500) as server:
         yield server
 
 
@@ -63,6 +70,11 @@ def test_scheduled_probes_end_in_key_health_and_priced_usage(
         "PROBE_MODE": "completion",
         "OPENAI_MODEL": "gpt-4o-mini",
         "PROBE_INTERVAL_SECS": "5",
+        # Transient failures retried quickly, so that their final outcome arrives within the test.
+        "PROBE_TIMEOUT_SECS": "1",
+        "PROBE_MAX_ATTEMPTS": "2",
+        "PROBE_RETRY_BASE_SECS": "0.2",
+        "PROBER_ACK_WAIT_SECS": "5",
     }
     keys = {behaviour: fake_key(behaviour) for behaviour in OUTCOMES}
     with ExitStack() as stack:
