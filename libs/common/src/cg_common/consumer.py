@@ -215,7 +215,7 @@ class Consumer:
         dead = [(m, o) for m, o in zip(messages, outcomes, strict=True) if o.verdict is Verdict.DEAD_LETTER]
         if dead:
             try:
-                await publish_all(self._js, [self._dead_letter(m, o.reason) for m, o in dead])
+                await publish_all(self._js, [dead_letter(m, o.reason, spec=self._spec) for m, o in dead])
             except PublishError as error:
                 raise TransientError(str(error)) from error
         for message, outcome in zip(messages, outcomes, strict=True):
@@ -229,20 +229,6 @@ class Consumer:
                 else:
                     self.stats.dead_lettered += 1
 
-    def _dead_letter(self, message: Msg, reason: str) -> Outgoing:
-        sequence = message.metadata.sequence.stream
-        return Outgoing(
-            subject=self._spec.dlq_subject,
-            payload=message.data,
-            # The same message dead-lettered twice (a crash before its ack) is stored once.
-            msg_id=f"dlq:{self._spec.stream}:{sequence}",
-            headers={
-                DLQ_REASON_HEADER: reason.replace("\r", " ").replace("\n", " "),
-                DLQ_SUBJECT_HEADER: message.subject,
-                DLQ_SEQUENCE_HEADER: str(sequence),
-            },
-        )
-
     async def _back_off(self, messages: Sequence[Msg], error: TransientError, streak: int) -> None:
         delay = self._spec.retry_delay(streak)
         self.stats.transient_failures += 1
@@ -252,6 +238,22 @@ class Consumer:
                 await message.nak(delay=delay)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+
+
+def dead_letter(message: Msg, reason: str, *, spec: ConsumerSpec) -> Outgoing:
+    """The DLQ copy of a message: its payload, the reason and where it came from in headers."""
+    sequence = message.metadata.sequence.stream
+    return Outgoing(
+        subject=spec.dlq_subject,
+        payload=message.data,
+        # The same message dead-lettered twice (a crash before its ack) is stored once.
+        msg_id=f"dlq:{spec.stream}:{sequence}",
+        headers={
+            DLQ_REASON_HEADER: reason.replace("\r", " ").replace("\n", " "),
+            DLQ_SUBJECT_HEADER: message.subject,
+            DLQ_SEQUENCE_HEADER: str(sequence),
+        },
+    )
 
 
 class ConsumerStatsCollector:

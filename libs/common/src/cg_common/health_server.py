@@ -11,13 +11,29 @@ import contextlib
 from collections.abc import Awaitable, Callable, Iterator
 
 import uvicorn
+from nats.aio.client import Client as NATS
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from psycopg_pool import AsyncConnectionPool
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from cg_common.db import Connection
+
 ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]
+READY_TIMEOUT_SECS = 1.0
+
+
+async def nats_and_postgres(db: AsyncConnectionPool[Connection], nats: NATS) -> dict[str, bool]:
+    """The readiness of a background service: NATS connected, and PostgreSQL answering within a second."""
+    postgres = True
+    try:
+        async with asyncio.timeout(READY_TIMEOUT_SECS), db.connection() as conn:
+            await conn.execute("SELECT 1")
+    except Exception:  # any failure means not ready
+        postgres = False
+    return {"nats": nats.is_connected, "postgres": postgres}
 
 
 def health_app(ready: ReadinessCheck, registry: CollectorRegistry = REGISTRY) -> Starlette:

@@ -6,15 +6,13 @@ import asyncio
 import contextlib
 import signal
 
-from nats.aio.client import Client as NATS
 from nats.js.client import JetStreamContext
 from prometheus_client import REGISTRY
-from psycopg_pool import AsyncConnectionPool
 
 from cg_common.cache import connect_redis
 from cg_common.consumer import Consumer, ConsumerSpec, ConsumerStatsCollector
-from cg_common.db import Connection, open_pool
-from cg_common.health_server import HealthServer, health_app
+from cg_common.db import open_pool
+from cg_common.health_server import HealthServer, health_app, nats_and_postgres
 from cg_common.logging import get_logger
 from cg_common.messaging import close_nats, connect_nats, ensure_streams, stream_configs
 from cg_common.pricing import Pricer
@@ -79,7 +77,11 @@ async def run(settings: LedgerSettings) -> None:
         health_consumer = Consumer(js, probe_result_consumer_spec(settings), KeyHealthRecorder(db))
         REGISTRY.register(ConsumerStatsCollector("cg_ledger", consumer.stats))
         REGISTRY.register(ConsumerStatsCollector("cg_ledger_probe_results", health_consumer.stats))
-        health = HealthServer(health_app(lambda: _readiness(db, nats)), host="0.0.0.0", port=settings.ledger_port)  # noqa: S104
+        health = HealthServer(
+            health_app(lambda: nats_and_postgres(db, nats)),
+            host="0.0.0.0",  # noqa: S104 - probes and Prometheus reach it from outside the pod
+            port=settings.ledger_port,
+        )
         await health.start()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -107,16 +109,6 @@ async def run(settings: LedgerSettings) -> None:
 def _stop_all(*consumers: Consumer) -> None:
     for consumer in consumers:
         consumer.stop()
-
-
-async def _readiness(db: AsyncConnectionPool[Connection], nats: NATS) -> dict[str, bool]:
-    postgres = True
-    try:
-        async with asyncio.timeout(1), db.connection() as conn:
-            await conn.execute("SELECT 1")
-    except Exception:  # any failure means not ready
-        postgres = False
-    return {"nats": nats.is_connected, "postgres": postgres}
 
 
 async def _track_lag(js: JetStreamContext, spec: ConsumerSpec) -> None:

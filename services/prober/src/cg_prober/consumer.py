@@ -17,9 +17,9 @@ from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.client import JetStreamContext
 
-from cg_common.consumer import DLQ_REASON_HEADER, DLQ_SEQUENCE_HEADER, DLQ_SUBJECT_HEADER, ConsumerSpec
+from cg_common.consumer import ConsumerSpec, dead_letter
 from cg_common.logging import get_logger
-from cg_common.publishing import Outgoing, PublishError
+from cg_common.publishing import PublishError
 from cg_prober.handler import Action, Decision, InfrastructureError
 from cg_prober.outbox import Outbox
 
@@ -126,7 +126,7 @@ class PerMessageConsumer:
                 return
         outgoing = list(decision.outgoing)
         if decision.action is Action.DEAD_LETTER:
-            outgoing.append(self._dead_letter(message, decision.reason))
+            outgoing.append(dead_letter(message, decision.reason, spec=self._spec))
         if outgoing:
             try:
                 await self._outbox.publish(outgoing)
@@ -139,19 +139,6 @@ class PerMessageConsumer:
         else:
             with contextlib.suppress(Exception):  # a lost ack means a redelivery, which publishes nothing new
                 await message.ack()
-
-    def _dead_letter(self, message: Msg, reason: str) -> Outgoing:
-        sequence = message.metadata.sequence.stream
-        return Outgoing(
-            subject=self._spec.dlq_subject,
-            payload=message.data,
-            msg_id=f"dlq:{self._spec.stream}:{sequence}",
-            headers={
-                DLQ_REASON_HEADER: reason.replace("\r", " ").replace("\n", " "),
-                DLQ_SUBJECT_HEADER: message.subject,
-                DLQ_SEQUENCE_HEADER: str(sequence),
-            },
-        )
 
 
 async def _nak(message: Msg, delay: float) -> None:

@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 import signal
 
-from nats.aio.client import Client as NATS
-from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
 from cg_common.consumer import ConsumerSpec
 from cg_common.crypto import KeyCipher, new_master_key
 from cg_common.db import Connection, open_pool
-from cg_common.health_server import HealthServer, health_app
+from cg_common.health_server import HealthServer, health_app, nats_and_postgres
 from cg_common.heartbeats import beat
 from cg_common.logging import get_logger
 from cg_common.messaging import close_nats, connect_nats, ensure_streams, stream_configs
@@ -70,7 +68,11 @@ async def run(settings: ProberSettings) -> None:
             concurrency=settings.prober_concurrency,
             grace_secs=settings.probe_timeout_secs + 2,
         )
-        health = HealthServer(health_app(lambda: _readiness(db, nats)), host="0.0.0.0", port=settings.prober_port)  # noqa: S104
+        health = HealthServer(
+            health_app(lambda: nats_and_postgres(db, nats)),
+            host="0.0.0.0",  # noqa: S104 - probes and Prometheus reach it from outside the pod
+            port=settings.prober_port,
+        )
         await health.start()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -108,13 +110,3 @@ async def _heartbeat(redis: Redis) -> None:
         except Exception as error:  # Redis down: the beat lapses, which is what it is for
             log.warning("heartbeat failed", error=type(error).__name__)
         await asyncio.sleep(HEARTBEAT_SECS)
-
-
-async def _readiness(db: AsyncConnectionPool[Connection], nats: NATS) -> dict[str, bool]:
-    postgres = True
-    try:
-        async with asyncio.timeout(1), db.connection() as conn:
-            await conn.execute("SELECT 1")
-    except Exception:  # any failure means not ready
-        postgres = False
-    return {"nats": nats.is_connected, "postgres": postgres}

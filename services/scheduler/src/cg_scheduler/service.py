@@ -7,14 +7,12 @@ import contextlib
 import signal
 import time
 
-from nats.aio.client import Client as NATS
-from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from cg_common.cache import connect_redis
-from cg_common.db import Connection, open_pool
-from cg_common.health_server import HealthServer, health_app
+from cg_common.db import open_pool
+from cg_common.health_server import HealthServer, health_app, nats_and_postgres
 from cg_common.heartbeats import beat
 from cg_common.logging import get_logger
 from cg_common.messaging import close_nats, connect_nats, ensure_streams, stream_configs
@@ -42,7 +40,11 @@ async def run(settings: SchedulerSettings) -> None:
         await ensure_streams(
             js, stream_configs(replicas=settings.nats_stream_replicas, probe_interval_secs=settings.probe_interval_secs)
         )
-        health = HealthServer(health_app(lambda: _readiness(db, nats)), host="0.0.0.0", port=settings.scheduler_port)  # noqa: S104
+        health = HealthServer(
+            health_app(lambda: nats_and_postgres(db, nats)),
+            host="0.0.0.0",  # noqa: S104 - probes and Prometheus reach it from outside the pod
+            port=settings.scheduler_port,
+        )
         await health.start()
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -73,13 +75,3 @@ async def _loop(scheduler: Scheduler, redis: Redis, stopping: asyncio.Event, set
                 log.warning("heartbeat not stored", error=type(error).__name__)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), timeout=period)
-
-
-async def _readiness(db: AsyncConnectionPool[Connection], nats: NATS) -> dict[str, bool]:
-    postgres = True
-    try:
-        async with asyncio.timeout(1), db.connection() as conn:
-            await conn.execute("SELECT 1")
-    except Exception:  # any failure means not ready
-        postgres = False
-    return {"nats": nats.is_connected, "postgres": postgres}
