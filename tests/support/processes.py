@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,27 +100,6 @@ def running_api(env: Mapping[str, str], log_path: Path, *, ready_timeout: float 
         api.stop()
 
 
-def start_ledger(env: Mapping[str, str], log_path: Path) -> ServiceProcess:
-    """`cg-ledger run` with its health port on a free port."""
-    port = free_port()
-    return start_service(
-        [*script("cg-ledger"), "run"],
-        {**env, "LEDGER_PORT": str(port)},
-        log_path,
-        url=f"http://127.0.0.1:{port}",
-        ready_path="/healthz",
-    )
-
-
-@contextmanager
-def running_ledger(env: Mapping[str, str], log_path: Path) -> Iterator[ServiceProcess]:
-    ledger = start_ledger(env, log_path)
-    try:
-        yield ledger
-    finally:
-        ledger.stop()
-
-
 def _wait_ready(service: ServiceProcess, path: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -134,27 +113,6 @@ def _wait_ready(service: ServiceProcess, path: str, timeout: float) -> None:
             pass
         time.sleep(0.05)
     raise TimeoutError(f"{service.process.args!r} did not answer {path} within {timeout} s:\n{service.log_text()}")
-
-
-def start_prober(env: Mapping[str, str], log_path: Path) -> ServiceProcess:
-    """`cg-prober run` with its health port on a free port."""
-    port = free_port()
-    return start_service(
-        [*script("cg-prober"), "run"],
-        {**env, "PROBER_PORT": str(port)},
-        log_path,
-        url=f"http://127.0.0.1:{port}",
-        ready_path="/healthz",
-    )
-
-
-@contextmanager
-def running_prober(env: Mapping[str, str], log_path: Path) -> Iterator[ServiceProcess]:
-    prober = start_prober(env, log_path)
-    try:
-        yield prober
-    finally:
-        prober.stop()
 
 
 @contextmanager
@@ -174,12 +132,12 @@ def running_web(env: Mapping[str, str], log_path: Path) -> Iterator[ServiceProce
         web.stop()
 
 
-def start_scheduler(env: Mapping[str, str], log_path: Path) -> ServiceProcess:
-    """`cg-scheduler run` with its health port on a free port."""
+def start_background(service: str, env: Mapping[str, str], log_path: Path) -> ServiceProcess:
+    """`cg-<service> run` (ledger, prober, scheduler) with its health port, `<SERVICE>_PORT`, on a free port."""
     port = free_port()
     return start_service(
-        [*script("cg-scheduler"), "run"],
-        {**env, "SCHEDULER_PORT": str(port)},
+        [*script(f"cg-{service}"), "run"],
+        {**env, f"{service.upper()}_PORT": str(port)},
         log_path,
         url=f"http://127.0.0.1:{port}",
         ready_path="/healthz",
@@ -187,9 +145,33 @@ def start_scheduler(env: Mapping[str, str], log_path: Path) -> ServiceProcess:
 
 
 @contextmanager
-def running_scheduler(env: Mapping[str, str], log_path: Path) -> Iterator[ServiceProcess]:
-    scheduler = start_scheduler(env, log_path)
+def running_background(service: str, env: Mapping[str, str], log_path: Path) -> Iterator[ServiceProcess]:
+    process = start_background(service, env, log_path)
     try:
-        yield scheduler
+        yield process
     finally:
-        scheduler.stop()
+        process.stop()
+
+
+def start_ledger(env: Mapping[str, str], log_path: Path) -> ServiceProcess:
+    return start_background("ledger", env, log_path)
+
+
+def start_prober(env: Mapping[str, str], log_path: Path) -> ServiceProcess:
+    return start_background("prober", env, log_path)
+
+
+def start_scheduler(env: Mapping[str, str], log_path: Path) -> ServiceProcess:
+    return start_background("scheduler", env, log_path)
+
+
+def running_ledger(env: Mapping[str, str], log_path: Path) -> AbstractContextManager[ServiceProcess]:
+    return running_background("ledger", env, log_path)
+
+
+def running_prober(env: Mapping[str, str], log_path: Path) -> AbstractContextManager[ServiceProcess]:
+    return running_background("prober", env, log_path)
+
+
+def running_scheduler(env: Mapping[str, str], log_path: Path) -> AbstractContextManager[ServiceProcess]:
+    return running_background("scheduler", env, log_path)
