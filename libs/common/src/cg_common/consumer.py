@@ -28,6 +28,7 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from nats.js.client import JetStreamContext
 from prometheus_client.core import CounterMetricFamily
 
+from cg_common import wire
 from cg_common.logging import get_logger
 from cg_common.publishing import Outgoing, PublishError, publish_all
 from cg_common.pull import PullFetcher, deliveries, ensure_consumer
@@ -218,16 +219,16 @@ class Consumer:
                 await publish_all(self._js, [dead_letter(m, o.reason, spec=self._spec) for m, o in dead])
             except PublishError as error:
                 raise TransientError(str(error)) from error
+        settled = []
         for message, outcome in zip(messages, outcomes, strict=True):
             if outcome.verdict is Verdict.RETRY:
                 await message.nak(delay=self._spec.retry_delay(deliveries(message)))
                 self.stats.retried += 1
             else:
-                await message.ack()
-                if outcome.verdict is Verdict.DONE:
-                    self.stats.done += 1
-                else:
-                    self.stats.dead_lettered += 1
+                settled.append(message)
+        await wire.ack_all(self._js._nc, settled)  # one buffer write for the batch, not one publish each
+        self.stats.dead_lettered += len(dead)
+        self.stats.done += len(settled) - len(dead)
 
     async def _back_off(self, messages: Sequence[Msg], error: TransientError, streak: int) -> None:
         delay = self._spec.retry_delay(streak)

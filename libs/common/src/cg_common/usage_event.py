@@ -62,7 +62,7 @@ class UsageData(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _accept_otel_names(cls, value: Any) -> Any:
-        if not isinstance(value, dict) or not any(name in value for name in OTEL_ALIASES):
+        if not isinstance(value, dict) or value.keys().isdisjoint(OTEL_ALIASES):
             return value
         data = dict(value)
         for otel_name, field in OTEL_ALIASES.items():

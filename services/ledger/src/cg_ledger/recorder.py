@@ -92,7 +92,7 @@ class UsageRecorder:
         try:
             async with self._db.connection() as conn, conn.transaction():
                 inserted = await record_usage(conn, list(rows.values()))
-                again = redelivered - {(r.source, r.event_id) for r in inserted}
+                again = redelivered - {(r.source, r.event_id) for r in inserted} if redelivered else set()
                 earlier = await recorded(conn, sorted(again))
         except TRANSIENT_DB_ERRORS as error:
             raise TransientError(f"{type(error).__name__}: {error}") from error

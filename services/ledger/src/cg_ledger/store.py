@@ -24,9 +24,9 @@ from cg_common.pricing import Price
 from cg_common.usage_event import UsageEvent
 
 
-@dataclass(frozen=True, slots=True)
-class UsageRow:
-    """One priced usage event, ready to store."""
+class UsageRow(NamedTuple):
+    """One priced usage event, ready to store; its fields are the staging table's columns, in their order, so a row
+    goes to COPY as it is."""
 
     source: str
     event_id: str
@@ -50,20 +50,20 @@ class UsageRow:
         """The row for a parsed event; `key_id` overrides the event's own (None keeps it)."""
         data = event.data
         return cls(
-            source=event.source,
-            event_id=event.id,
-            occurred_at=occurred_at,
-            provider=data.provider,
-            model=data.model,
-            key_id=data.key_id if key_id is None else key_id,
-            key_fingerprint=data.key_fingerprint,
-            input_tokens=data.input_tokens,
-            cached_input_tokens=data.cached_input_tokens,
-            output_tokens=data.output_tokens,
-            requests=data.requests,
-            cost=price.cost,
-            price_source=price.source,
-            attributes=dict(data.attributes),
+            event.source,
+            event.id,
+            occurred_at,
+            data.provider,
+            data.model,
+            data.key_id if key_id is None else key_id,
+            data.key_fingerprint,
+            data.input_tokens,
+            data.cached_input_tokens,
+            data.output_tokens,
+            data.requests,
+            price.cost,
+            price.source,
+            data.attributes,
         )
 
 
@@ -182,25 +182,8 @@ async def record_usage(conn: Connection, rows: Sequence[UsageRow]) -> list[Store
     async with conn.cursor().copy(f"COPY usage_staging ({STAGING_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
         copy.set_types(STAGING_TYPES)
         for row in rows:
-            await copy.write_row(
-                (
-                    row.source,
-                    row.event_id,
-                    row.occurred_at,
-                    row.provider,
-                    row.model,
-                    row.key_id,
-                    row.key_fingerprint,
-                    row.input_tokens,
-                    row.cached_input_tokens,
-                    row.output_tokens,
-                    row.requests,
-                    row.cost,
-                    row.price_source,
-                    row.attributes,
-                )
-            )
-    cursor = conn.cursor(row_factory=_stored_rows)
+            await copy.write_row(row)
+    cursor = conn.cursor(row_factory=_stored_rows, binary=True)  # binary: no timestamp text parsing
     await cursor.execute(RECORD_STAGED)
     inserted = await cursor.fetchall()
     await conn.execute("TRUNCATE usage_staging")  # reused by the next batch on this connection
@@ -291,4 +274,4 @@ async def apply_reprices(conn: Connection, changes: Sequence[Repriced]) -> None:
 
 def _usage_row(row: dict[str, Any]) -> UsageRow:
     """A stored usage row in the shape of the rows the ledger writes."""
-    return UsageRow(**{name: row[name] for name in UsageRow.__dataclass_fields__})
+    return UsageRow(**{name: row[name] for name in UsageRow._fields})
