@@ -13,6 +13,7 @@ from bisect import bisect_left
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import NamedTuple
 
 from genai_prices import Usage, __version__, data_snapshot
 from genai_prices.data_snapshot import DataSnapshot
@@ -29,8 +30,7 @@ from genai_prices.types import (
 _MAX_MODELS = 10_000
 
 
-@dataclass(frozen=True, slots=True)
-class Price:
+class Price(NamedTuple):
     """A cost in USD and the price entry it came from, so a stored cost says what priced it; both None if unpriced."""
 
     cost: Decimal | None

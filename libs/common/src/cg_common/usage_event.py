@@ -7,9 +7,8 @@ recording) call `parse_usage_event`, so an event is judged the same way wherever
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import orjson
 from cloudevents.core.exceptions import BaseCloudEventException
@@ -81,8 +80,7 @@ class UsageData(BaseModel):
         return self
 
 
-@dataclass(frozen=True, slots=True)
-class UsageEvent:
+class UsageEvent(NamedTuple):
     """A valid usage event. `time` is None when the producer did not stamp it; the receiver then supplies one."""
 
     source: str
