@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 
 from cg_common.db import open_pool
 from cg_common.logging import configure_logging
@@ -25,9 +26,18 @@ def main(argv: list[str] | None = None) -> None:
     settings = load_settings(LedgerSettings)
     configure_logging(level="debug" if settings.debug else settings.log_level, service="ledger")
     if args.command == "run":
+        _tune_gc()
         asyncio.run(service.run(settings))
     else:
         asyncio.run(_reprice(settings, unpriced_only=not args.all))
+
+
+def _tune_gc() -> None:
+    """The ledger allocates some twenty short-lived objects per event, freed by reference counting; the cyclic
+    collector's default gen-0 threshold (700) would run it dozens of times per batch and, now and then, walk every
+    module object too. Objects from start-up are frozen out of its sight, and it runs ~70x less often."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
 
 
 async def _reprice(settings: LedgerSettings, *, unpriced_only: bool) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import UTC
+from datetime import UTC, datetime
 
 import psycopg
 from nats.aio.msg import Msg
@@ -50,9 +50,10 @@ class UsageRecorder:
         outcomes = [Outcome.done()] * len(messages)
         rows: dict[tuple[str, str], UsageRow] = {}
         redelivered: set[tuple[str, str]] = set()
+        now = datetime.now(UTC)  # one clock reading per batch for the "not from the future" check
         for index, message in enumerate(messages):
             try:
-                event = parse_usage_event(message.data)
+                event = parse_usage_event(message.data, now=now)
             except InvalidEventError as error:
                 outcomes[index] = Outcome.dead_letter(str(error))
                 continue
