@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import nats
 import pytest
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.errors import ConnectionClosedError
+from nats.errors import ConnectionClosedError, OutboundBufferLimitError
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 from nats.js.client import JetStreamContext
 
 from cg_common import wire
 from cg_common.publishing import Outgoing, publish_all
 from cg_common.pull import PullFetcher, ensure_consumer
+from cg_devstack.nats_server import start_nats
 from cg_devstack.servers import Stack
 
 
@@ -92,3 +95,23 @@ async def test_ack_all_settles_every_message_once(nc: NATS) -> None:
     info = await js.consumer_info(name, "w")
     assert (info.num_pending, info.num_ack_pending, info.num_redelivered) == (0, 0, 0)
     await fetcher.stop()
+
+
+async def test_while_reconnecting_a_batch_beyond_the_buffer_is_refused(tmp_path: Path) -> None:
+    server = start_nats(tmp_path)
+    client: NATS = await nats.connect(
+        server.url, pending_size=4096, max_reconnect_attempts=-1, reconnect_time_wait=0.1, allow_reconnect=True
+    )
+    try:
+        server.stop()
+        for _ in range(100):
+            if not client.is_connected:
+                break
+            await asyncio.sleep(0.05)
+        assert not client.is_connected
+        await wire.send(client, [b"PUB x 3\r\nabc\r\n"])  # small: buffered for after the reconnect, as publish does
+        with pytest.raises(OutboundBufferLimitError):
+            await wire.send(client, [b"PUB x 8000\r\n" + b"a" * 8000 + b"\r\n"])
+    finally:
+        with contextlib.suppress(ConnectionResetError):  # nats-py's close drains the dead transport
+            await client.close()

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.errors import ConnectionClosedError, ConnectionDrainingError, MaxPayloadError
+from nats.errors import ConnectionClosedError, ConnectionDrainingError, MaxPayloadError, OutboundBufferLimitError
 
 _SUBJECT = re.compile(r"[^\s]+")  # no whitespace: a space or CR/LF would end the protocol line
 _HEADER_KEY = re.compile(r"[!-9;-~]+")  # printable ASCII without ':', as nats-py requires
@@ -56,6 +56,8 @@ async def send(nc: NATS, commands: Iterable[bytes]) -> None:
     batch = b"".join(commands)
     if not batch:
         return
+    if not nc.is_connected and (nc._max_pending_size <= 0 or len(batch) + nc._pending_data_size > nc._max_pending_size):
+        raise OutboundBufferLimitError  # what publish raises while reconnecting: the buffer is off, or full
     await nc._send_command(batch)  # the buffer nats-py's own publish appends to
     if nc._flush_queue is not None and nc._flush_queue.empty():
         await nc._flush_pending()
