@@ -69,7 +69,6 @@ UNKNOWN_KEYS = 5  # fingerprints no stored key has: attributed to nothing, like 
 SUBJECT = f"{USAGE}.bench"
 PUBLISH_CHUNK = 4_000
 SCRATCH_STREAM = "BENCH_PUBLISH"  # for the second publish baseline, deleted after it
-COPY_BATCH = 1_000
 REPLICAS = (1, 2)
 POLL_SECS = 0.1
 DRAIN_TIMEOUT_SECS = 600.0
@@ -78,6 +77,7 @@ CORES = os.cpu_count() or 1
 LEDGER_SPEC = usage_consumer_spec(
     LedgerSettings.model_construct(nats_url="nats://-", database_url="postgresql://-", redis_url="redis://-")
 )
+COPY_BATCH = LEDGER_SPEC.batch_size  # rows per transaction, as the ledger commits
 COLUMNS = (
     "source, event_id, occurred_at, provider, model, key_id, key_fingerprint, input_tokens, cached_input_tokens, "
     "output_tokens, requests, cost, price_source, attributes"

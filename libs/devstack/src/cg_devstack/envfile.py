@@ -73,7 +73,7 @@ SETTINGS = (
     Setting("PROBE_WAIT_SECS", "15", "how long POST /keys/{id}/probe waits for the pipeline's answer"),
     Setting("PUBLISH_TIMEOUT_SECS", "5", "how long POST /usage/events waits for JetStream's acks before a 503"),
     Setting("LEDGER_PORT", "5003", "the ledger's health and Prometheus metrics port (/healthz, /readyz, /metrics)"),
-    Setting("LEDGER_BATCH_SIZE", "1000", "usage events the ledger fetches, records and acknowledges at once"),
+    Setting("LEDGER_BATCH_SIZE", "2000", "usage events the ledger fetches, records and acknowledges at once"),
     Setting("LEDGER_ACK_WAIT_SECS", "30", "seconds a fetched event may stay unacknowledged before redelivery"),
     Setting("LEDGER_CONSUMER", "ledger", "durable JetStream consumer shared by all ledger replicas"),
     Setting("LEDGER_MAX_IN_FLIGHT", "4", "usage batches one ledger replica handles at once"),
