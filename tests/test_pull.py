@@ -16,6 +16,7 @@ from nats.js.client import JetStreamContext
 
 from cg_common.pull import PullFetcher, deliveries, ensure_consumer
 from cg_devstack.servers import Stack
+from tests.support.jetstream import settled_consumer_info
 
 
 @pytest.fixture
@@ -52,7 +53,7 @@ async def test_full_batches_then_the_rest_then_nothing(js: JetStreamContext) -> 
     assert await fetcher.fetch(1_000, 0.3) == []
     assert await fetcher.stop() == []
     await js._nc.flush()
-    info = await js.consumer_info(stream, durable)
+    info = await settled_consumer_info(js, stream, durable)
     assert (info.num_pending, info.num_ack_pending) == (0, 0)
 
 

@@ -21,6 +21,7 @@ from cg_common.publishing import Outgoing, publish_all
 from cg_common.pull import PullFetcher, ensure_consumer
 from cg_devstack.nats_server import start_nats
 from cg_devstack.servers import Stack
+from tests.support.jetstream import settled_consumer_info
 
 
 @pytest.fixture
@@ -91,8 +92,7 @@ async def test_ack_all_settles_every_message_once(nc: NATS) -> None:
     await wire.ack_all(nc, batch)
     with pytest.raises(ValueError, match="already acknowledged"):
         await wire.ack_all(nc, batch[:1])
-    await nc.flush()
-    info = await js.consumer_info(name, "w")
+    info = await settled_consumer_info(js, name, "w")
     assert (info.num_pending, info.num_ack_pending, info.num_redelivered) == (0, 0, 0)
     await fetcher.stop()
 
