@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import nats
+import psycopg
 
 from cg_common.migrate import apply_migrations
 from cg_common.subjects import USAGE_STREAM
@@ -95,3 +97,19 @@ def test_sigterm_finishes_the_batch_in_hand_and_exits_cleanly(ledger_env: dict[s
 
     with running_ledger(env, tmp_path / "ledger.log"):
         wait_until(lambda: count_rows(env["DATABASE_URL"]) == total, timeout=30, message="events held back by the stop")
+
+
+def test_an_unstamped_event_is_dated_when_jetstream_stored_it(ledger_env: dict[str, str], tmp_path: Path) -> None:
+    """Not when the ledger got round to it: after an outage the backlog keeps the hours it happened in."""
+    stored_from = datetime.now(UTC)
+    asyncio.run(publish_mixed(ledger_env["NATS_URL"], events("unstamped", 1), "unstamped"))
+    stored_until = datetime.now(UTC)
+    time.sleep(1.5)  # the ledger is away meanwhile
+    with running_ledger(ledger_env, tmp_path / "ledger.log"):
+        wait_until(lambda: count_rows(ledger_env["DATABASE_URL"]) == 1, timeout=20, message="event not recorded")
+    with psycopg.connect(ledger_env["DATABASE_URL"]) as conn:
+        row = conn.execute("SELECT occurred_at, recorded_at FROM usage_events").fetchone()
+    assert row is not None
+    occurred_at, recorded_at = row
+    assert stored_from - timedelta(milliseconds=50) <= occurred_at <= stored_until + timedelta(milliseconds=50)
+    assert recorded_at - occurred_at >= timedelta(seconds=1.4)

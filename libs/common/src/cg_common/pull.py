@@ -39,12 +39,13 @@ EXPIRY_MARGIN_SECS = 0.05
 def deliveries(message: Msg) -> int:
     """How many times JetStream has delivered this message, read straight off its reply subject: nats-py's
     `metadata` builds four objects and a datetime to say the same, and the loop asks for every message."""
-    tokens = (message.reply or "").split(".")
+    reply = message.reply or ""
     # $JS.ACK.<stream>.<consumer>.<delivered>.… (9 tokens), or with domain and account hash (12 tokens).
-    if len(tokens) == 9:
-        return int(tokens[4])
-    if len(tokens) >= 11:
-        return int(tokens[6])
+    dots = reply.count(".")
+    if dots == 8:
+        return int(reply.split(".", 5)[4])
+    if dots >= 10:
+        return int(reply.split(".", 7)[6])
     return message.metadata.num_delivered  # let nats-py judge (and complain about) any other shape
 
 

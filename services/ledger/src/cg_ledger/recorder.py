@@ -22,7 +22,7 @@ from cg_common.db import Connection
 from cg_common.pricing import Pricer
 from cg_common.publishing import PublishError, publish_all
 from cg_common.pull import deliveries
-from cg_common.usage_event import InvalidEventError, UsageEvent, parse_usage_event
+from cg_common.usage_event import InvalidEventError, UsageEvent, parse_usage_events
 from cg_ledger import metrics
 from cg_ledger.cost_events import cost_recorded_message
 from cg_ledger.store import Stored, UsageRow, record_usage, recorded
@@ -50,12 +50,11 @@ class UsageRecorder:
         outcomes = [Outcome.done()] * len(messages)
         rows: dict[tuple[str, str], UsageRow] = {}
         redelivered: set[tuple[str, str]] = set()
-        now = datetime.now(UTC)  # one clock reading per batch for the "not from the future" check
-        for index, message in enumerate(messages):
-            try:
-                event = parse_usage_event(message.data, now=now)
-            except InvalidEventError as error:
-                outcomes[index] = Outcome.dead_letter(str(error))
+        # One clock reading per batch for the "not from the future" check.
+        parsed = parse_usage_events([message.data for message in messages], now=datetime.now(UTC))
+        for index, (message, event) in enumerate(zip(messages, parsed, strict=True)):
+            if isinstance(event, InvalidEventError):
+                outcomes[index] = Outcome.dead_letter(str(event))
                 continue
             identity = (event.source, event.id)
             # A re-send inside the same batch is the same event: keep the first.
