@@ -10,7 +10,7 @@ import logging
 import re
 import sys
 from collections.abc import Iterable, Mapping, MutableMapping
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
@@ -52,8 +52,11 @@ def _is_secret_name(name: object) -> bool:
     return isinstance(name, str) and name.lower() in SECRET_FIELD_NAMES
 
 
-def configure_logging(*, level: str = "info", service: str, secrets: Iterable[str] = ()) -> SecretScrubber:
-    """Send structlog and stdlib logging to stdout as JSON lines, scrubbed; returns the scrubber for reuse."""
+def configure_logging(
+    *, level: str = "info", service: str, secrets: Iterable[str] = (), stream: TextIO | None = None
+) -> SecretScrubber:
+    """Send structlog and stdlib logging to stdout (or `stream`: a command whose stdout is its report passes stderr)
+    as JSON lines, scrubbed; returns the scrubber for reuse."""
     scrubber = SecretScrubber(secrets)
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -77,7 +80,7 @@ def configure_logging(*, level: str = "info", service: str, secrets: Iterable[st
             structlog.processors.JSONRenderer(),
         ],
     )
-    handler = logging.StreamHandler(sys.stdout)
+    handler = logging.StreamHandler(stream or sys.stdout)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -1,16 +1,19 @@
-"""`cg-ledger run` records usage; `cg-ledger reprice [--all]` prices stored usage again."""
+"""`cg-ledger run` records usage; `cg-ledger reprice [--all]` prices stored usage again; `cg-ledger dlq list` and
+`cg-ledger dlq replay` show and re-drive what was dead-lettered."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import gc
+import sys
 
 from cg_common.db import open_pool
 from cg_common.logging import configure_logging
+from cg_common.messaging import close_nats, connect_nats
 from cg_common.pricing import Pricer
 from cg_common.settings import load_settings
-from cg_ledger import service
+from cg_ledger import dead_letters, service
 from cg_ledger.reprice import reprice
 from cg_ledger.settings import LedgerSettings
 
@@ -21,15 +24,24 @@ def main(argv: list[str] | None = None) -> None:
     commands.add_parser("run", help="consume usage events and record them")
     reprice_cmd = commands.add_parser("reprice", help="price stored usage again with the current price data")
     reprice_cmd.add_argument("--all", action="store_true", help="every row, not only the unpriced ones")
+    dlq_cmd = commands.add_parser("dlq", help="dead letters: list them, or publish them again to where they came from")
+    dlq_cmd.add_argument("action", choices=["list", "replay"])
+    dlq_cmd.add_argument("sequences", nargs="*", type=int, help="dead-letter sequences (default: all)")
+    dlq_cmd.add_argument("--subject", help="only this kind, e.g. cg.dlq.usage")
+    dlq_cmd.add_argument("--delete", action="store_true", help="replay: remove each from the stream once replayed")
     args = parser.parse_args(argv)
 
     settings = load_settings(LedgerSettings)
-    configure_logging(level="debug" if settings.debug else settings.log_level, service="ledger")
+    level = "debug" if settings.debug else settings.log_level
+    # The service logs to stdout; the commands print their report there, so their log goes to stderr.
+    configure_logging(level=level, service="ledger", stream=sys.stdout if args.command == "run" else sys.stderr)
     if args.command == "run":
         _tune_gc()
         asyncio.run(service.run(settings))
-    else:
+    elif args.command == "reprice":
         asyncio.run(_reprice(settings, unpriced_only=not args.all))
+    else:
+        asyncio.run(_dead_letters(settings, args.action, args.sequences, subject=args.subject, delete=args.delete))
 
 
 def _tune_gc() -> None:
@@ -47,3 +59,26 @@ async def _reprice(settings: LedgerSettings, *, unpriced_only: bool) -> None:
     finally:
         await db.close()
     print(f"examined {report.examined} rows, changed {report.changed}, {report.still_unpriced} still without a price")
+
+
+async def _dead_letters(
+    settings: LedgerSettings, action: str, sequences: list[int], *, subject: str | None, delete: bool
+) -> None:
+    nats = await connect_nats(settings.nats_url, name="cg-ledger-dlq")
+    try:
+        js = nats.jetstream()
+        if action == "replay":
+            report = await dead_letters.replay(js, subject=subject, sequences=sequences, delete=delete)
+            print(
+                f"replayed {report.replayed}, deleted {report.deleted}, skipped {report.skipped} (no original subject)"
+            )
+            return
+        print("sequence\tdead-lettered at\tkind\tfrom\tbytes\treason")
+        async for letter in dead_letters.dead_letters(js, subject=subject, sequences=sequences):
+            moment = letter.dead_lettered_at.isoformat() if letter.dead_lettered_at else "-"
+            print(
+                f"{letter.sequence}\t{moment}\t{letter.subject}\t{letter.original_subject}#"
+                f"{letter.original_sequence}\t{len(letter.payload)}\t{letter.reason}"
+            )
+    finally:
+        await close_nats(nats)
