@@ -42,6 +42,7 @@ from psycopg.rows import dict_row
 
 from bench import profile
 from bench.support import CpuMeter, drop_database, fake_keys, fmt_cpu, fresh_database, per_thousand, say, store_keys
+from cg_common import wire
 from cg_common.crypto import fingerprint
 from cg_common.messaging import ensure_streams, stream_configs
 from cg_common.pricing import Price, Pricer
@@ -55,6 +56,7 @@ from cg_devstack.servers import Stack
 from cg_ledger.service import usage_consumer_spec
 from cg_ledger.settings import LedgerSettings
 from cg_ledger.store import UsageRow, create_staging_table, fold_pending, record_usage
+from tests.support.jetstream import settled_consumer_info
 from tests.support.processes import ServiceProcess, start_ledger
 from tests.support.usage import usage_event
 
@@ -320,7 +322,7 @@ async def _raw_consume(servers: Servers) -> dict[str, Any]:
         await nc.flush()
         seconds, client_cpu = time.perf_counter() - started, time.process_time() - cpu_started
         cpu = meter.stop()
-        info = await js.consumer_info(spec.stream, spec.durable)
+        info = await settled_consumer_info(js, spec.stream, spec.durable)
         await subscription.unsubscribe()
         await js.delete_consumer(spec.stream, spec.durable)
     finally:
@@ -345,14 +347,13 @@ async def _lean_consume(servers: Servers) -> dict[str, Any]:
         received = 0
         while received < EVENTS:
             messages = await fetcher.fetch(spec.batch_size, spec.fetch_timeout_secs)
-            for message in messages:
-                await message.ack()
+            await wire.ack_all(nc, messages)  # as the consumer loop acknowledges a batch
             received += len(messages)
         await nc.flush()
         seconds, client_cpu = time.perf_counter() - started, time.process_time() - cpu_started
         cpu = meter.stop()
         await fetcher.stop()
-        info = await js.consumer_info(spec.stream, spec.durable)
+        info = await settled_consumer_info(js, spec.stream, spec.durable)
         await js.delete_consumer(spec.stream, spec.durable)
     finally:
         await nc.close()
@@ -676,7 +677,11 @@ def markdown(result: dict[str, Any]) -> str:
         _row("publish, `publish_all` (as api and ledger do), 4,000 a chunk", result["publish"], "client"),
         _row("publish, bare nats-py `publish_async` (baseline for `publish_all`)", result["publish_bare"], "client"),
         _row("(a) raw consume + ack, nats-py `fetch`", result["raw_consume"], "client"),
-        _row("(a) raw consume + ack, `PullFetcher` (the ledger's way)", result["lean_consume"], "client"),
+        _row(
+            "(a) raw consume + ack, `PullFetcher` and `wire.ack_all` (the ledger's way)",
+            result["lean_consume"],
+            "client",
+        ),
         _row("(b) binary COPY, plain table, no index", copy["plain"], "client"),
         _row("(b) binary COPY, plain table + unique (source, event_id)", copy["unique"], "client"),
         _row("(b) binary COPY into `usage_events` (its 3 indexes + PK)", copy["usage_events"], "client"),
