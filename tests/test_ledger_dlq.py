@@ -13,6 +13,7 @@ import nats
 from cg_common.consumer import DLQ_REASON_HEADER, DLQ_SEQUENCE_HEADER, DLQ_SUBJECT_HEADER
 from cg_common.publishing import Outgoing, publish_all
 from cg_common.subjects import DLQ, USAGE
+from cg_devstack.nats_server import start_nats
 from tests.support.processes import running_ledger, script
 from tests.support.usage import count_rows, dead_letters, encode, publish_mixed, usage_event, wait_until
 
@@ -60,3 +61,14 @@ def test_list_then_replay_records_what_was_fine_and_sends_back_what_is_not(
     assert "not valid JSON" in back["headers"][DLQ_REASON_HEADER]
     assert count_rows(database_url, "event_id = %s", ("was-fine",)) == 1
     assert cg_ledger(ledger_env, "dlq", "list", "--subject", f"{DLQ}.billing").splitlines()[1:] == []
+
+
+def test_without_a_dead_letter_stream_there_is_nothing_to_list(tmp_path: Path) -> None:
+    """On a NATS where no service ran yet: an empty list and an empty replay, not a traceback."""
+    server = start_nats(tmp_path)
+    try:
+        env = {"NATS_URL": server.url, "DATABASE_URL": "postgresql://-/-", "REDIS_URL": "redis://-"}
+        assert cg_ledger(env, "dlq", "list").splitlines()[1:] == []
+        assert cg_ledger(env, "dlq", "replay").startswith("replayed 0, deleted 0, skipped 0")
+    finally:
+        server.stop()

@@ -38,7 +38,10 @@ async def dead_letters(
     js: JetStreamContext, *, subject: str | None = None, sequences: Sequence[int] = ()
 ) -> AsyncIterator[DeadLetter]:
     """The dead letters, oldest first: those with the given sequences, or all, optionally of one `cg.dlq.<what>`."""
-    info = await js.stream_info(DLQ_STREAM.name)
+    try:
+        info = await js.stream_info(DLQ_STREAM.name)
+    except NotFoundError:
+        return  # no service has created it yet: nothing was dead-lettered
     wanted = sorted(sequences) or range(info.state.first_seq, info.state.last_seq + 1)
     for sequence in wanted:
         try:
