@@ -33,14 +33,31 @@ def require_scheme(value: str, schemes: tuple[str, ...], name: str) -> str:
     return value
 
 
-class DatabaseSettings(BaseSettings):
-    """Enough to reach PostgreSQL: what `cg-migrate` needs, and the base of every service's settings."""
+def require_strong_api_key(api_key: str) -> None:
+    """The admin key of a production deployment: long, and none of the well-known placeholders."""
+    if api_key.lower() in WEAK_API_KEYS or len(api_key) < MIN_PRODUCTION_API_KEY_LENGTH:
+        raise ValueError(
+            f"API_KEY is too weak for ENV=production (use {MIN_PRODUCTION_API_KEY_LENGTH}+ random characters)"
+        )
+
+
+class ServiceSettings(BaseSettings):
+    """What every process reads, whatever servers it reaches."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
 
     env: Literal["development", "production"] = "development"
     debug: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+
+class DatabaseSettings(ServiceSettings):
+    """Enough to reach PostgreSQL: what `cg-migrate` needs, and the base of every service's settings."""
+
     database_url: str
 
     @field_validator("database_url")
@@ -48,19 +65,12 @@ class DatabaseSettings(BaseSettings):
     def _database_scheme(cls, value: str) -> str:
         return require_scheme(value, ("postgresql", "postgres"), "DATABASE_URL")
 
-    @property
-    def is_production(self) -> bool:
-        return self.env == "production"
 
-
-class CommonSettings(DatabaseSettings):
-    """What every service reads; names and defaults follow the contract."""
+class MessagingSettings(ServiceSettings):
+    """Enough to reach NATS and Redis: all the dashboard needs, which never opens PostgreSQL."""
 
     nats_url: str
     redis_url: str
-    # JetStream replicas per stream: 1 on a single server, 3 on a cluster. Same code, different setting.
-    nats_stream_replicas: int = Field(default=1, ge=1, le=5)
-    probe_interval_secs: int = Field(default=300, ge=5, le=86_400)
 
     @field_validator("nats_url")
     @classmethod
@@ -71,6 +81,14 @@ class CommonSettings(DatabaseSettings):
     @classmethod
     def _redis_scheme(cls, value: str) -> str:
         return require_scheme(value, ("redis", "rediss", "unix"), "REDIS_URL")
+
+
+class CommonSettings(DatabaseSettings, MessagingSettings):
+    """What every service reads; names and defaults follow the contract."""
+
+    # JetStream replicas per stream: 1 on a single server, 3 on a cluster. Same code, different setting.
+    nats_stream_replicas: int = Field(default=1, ge=1, le=5)
+    probe_interval_secs: int = Field(default=300, ge=5, le=86_400)
 
 
 class KeyVaultSettings(CommonSettings):

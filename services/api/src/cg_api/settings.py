@@ -6,13 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from cg_common.settings import (
-    MIN_PRODUCTION_API_KEY_LENGTH,
-    WEAK_API_KEYS,
-    CommaList,
-    KeyVaultSettings,
-    split_commas,
-)
+from cg_common.settings import CommaList, KeyVaultSettings, require_strong_api_key, split_commas
 
 
 class ApiSettings(KeyVaultSettings):
@@ -41,10 +35,7 @@ class ApiSettings(KeyVaultSettings):
     def _refuse_dev_defaults_in_production(self) -> ApiSettings:
         if not self.is_production:
             return self
-        if self.api_key.lower() in WEAK_API_KEYS or len(self.api_key) < MIN_PRODUCTION_API_KEY_LENGTH:
-            raise ValueError(
-                f"API_KEY is too weak for ENV=production (use {MIN_PRODUCTION_API_KEY_LENGTH}+ random characters)"
-            )
+        require_strong_api_key(self.api_key)
         if "*" in self.allowed_origins:
             raise ValueError("ALLOWED_ORIGINS=* is refused when ENV=production; list the dashboard's origin")
         return self
