@@ -85,3 +85,12 @@ class HealthServer:
         self._server.should_exit = True
         if self._task is not None:
             await self._task
+
+
+def readiness_server(db: AsyncConnectionPool[Connection], nats: NATS, *, port: int) -> HealthServer:
+    """A worker service's health port: ready while NATS and PostgreSQL answer; reached from outside the pod."""
+    return HealthServer(
+        health_app(lambda: nats_and_postgres(db, nats)),
+        host="0.0.0.0",  # noqa: S104 - probes and Prometheus reach it from outside the pod
+        port=port,
+    )

@@ -9,6 +9,7 @@ from nats.js.client import JetStreamContext
 from nats.js.errors import BadRequestError, NotFoundError
 
 from cg_common.logging import get_logger
+from cg_common.settings import CommonSettings
 from cg_common.subjects import ALL_STREAMS, PROBE_REQUEST_STREAM
 
 log = get_logger(__name__)
@@ -57,6 +58,13 @@ def stream_configs(*, replicas: int, probe_interval_secs: float) -> list[StreamC
         window = max(120.0, 2 * probe_interval_secs) if spec is PROBE_REQUEST_STREAM else None
         configs.append(spec.config(replicas=replicas, duplicate_window_secs=window))
     return configs
+
+
+async def ensure_service_streams(js: JetStreamContext, settings: CommonSettings) -> None:
+    """Every stream, configured as this deployment's settings say: what each service does as it starts."""
+    await ensure_streams(
+        js, stream_configs(replicas=settings.nats_stream_replicas, probe_interval_secs=settings.probe_interval_secs)
+    )
 
 
 async def ensure_streams(js: JetStreamContext, configs: list[StreamConfig]) -> None:

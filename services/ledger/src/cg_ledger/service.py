@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 
 from nats.js.client import JetStreamContext
 from prometheus_client import REGISTRY
@@ -12,10 +11,11 @@ from prometheus_client import REGISTRY
 from cg_common.cache import connect_redis
 from cg_common.consumer import Consumer, ConsumerSpec, ConsumerStatsCollector
 from cg_common.db import open_pool
-from cg_common.health_server import HealthServer, health_app, nats_and_postgres
+from cg_common.health_server import readiness_server
 from cg_common.logging import get_logger
-from cg_common.messaging import close_nats, connect_nats, ensure_streams, stream_configs
+from cg_common.messaging import close_nats, connect_nats, ensure_service_streams
 from cg_common.pricing import Pricer
+from cg_common.signals import on_termination
 from cg_common.subjects import DLQ, PROBE_RESULT, PROBE_RESULT_STREAM, USAGE_ALL, USAGE_STREAM
 from cg_ledger import metrics
 from cg_ledger.billing import BilledCostRecorder, billing_consumer_spec
@@ -68,24 +68,16 @@ async def run(settings: LedgerSettings) -> None:
     redis = connect_redis(settings.redis_url, timeout_secs=1.0)
     try:
         js = nats.jetstream()
-        await ensure_streams(
-            js, stream_configs(replicas=settings.nats_stream_replicas, probe_interval_secs=settings.probe_interval_secs)
-        )
+        await ensure_service_streams(js, settings)
         spec = usage_consumer_spec(settings)
         consumer = Consumer(js, spec, UsageRecorder(db, js, Pricer()))
         billing = Consumer(js, billing_consumer_spec(settings.ledger_consumer), BilledCostRecorder(db))
         health_consumer = Consumer(js, probe_result_consumer_spec(settings), KeyHealthRecorder(db))
         REGISTRY.register(ConsumerStatsCollector("cg_ledger", consumer.stats))
         REGISTRY.register(ConsumerStatsCollector("cg_ledger_probe_results", health_consumer.stats))
-        health = HealthServer(
-            health_app(lambda: nats_and_postgres(db, nats)),
-            host="0.0.0.0",  # noqa: S104 - probes and Prometheus reach it from outside the pod
-            port=settings.ledger_port,
-        )
+        health = readiness_server(db, nats, port=settings.ledger_port)
         await health.start()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, _stop_all, consumer, billing, health_consumer)
+        on_termination(consumer.stop, billing.stop, health_consumer.stop)
         lag = asyncio.create_task(_track_lag(js, spec))
         beating = asyncio.create_task(keep_beating(redis, lambda: nats.is_connected))
         folder = RollupFolder(db, interval_secs=settings.ledger_fold_interval_secs)
@@ -104,11 +96,6 @@ async def run(settings: LedgerSettings) -> None:
         await close_nats(nats)
         await redis.aclose()
         await db.close()
-
-
-def _stop_all(*consumers: Consumer) -> None:
-    for consumer in consumers:
-        consumer.stop()
 
 
 async def _track_lag(js: JetStreamContext, spec: ConsumerSpec) -> None:

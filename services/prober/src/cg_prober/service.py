@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 
 from redis.asyncio import Redis
 
 from cg_common.consumer import ConsumerSpec
 from cg_common.crypto import KeyCipher, new_master_key
 from cg_common.db import Connection, open_pool
-from cg_common.health_server import HealthServer, health_app, nats_and_postgres
+from cg_common.health_server import readiness_server
 from cg_common.heartbeats import beat
 from cg_common.logging import get_logger
-from cg_common.messaging import close_nats, connect_nats, ensure_streams, stream_configs
+from cg_common.messaging import close_nats, connect_nats, ensure_service_streams
+from cg_common.signals import on_termination
 from cg_common.subjects import DLQ, PROBE_REQUEST, PROBE_REQUEST_STREAM
 from cg_prober import upstream
 from cg_prober.consumer import PerMessageConsumer
@@ -56,9 +56,7 @@ async def run(settings: ProberSettings) -> None:
     )
     try:
         js = nats.jetstream()
-        await ensure_streams(
-            js, stream_configs(replicas=settings.nats_stream_replicas, probe_interval_secs=settings.probe_interval_secs)
-        )
+        await ensure_service_streams(js, settings)
         organization = OrganizationPuller(db, client, lookback_hours=settings.org_usage_lookback_hours)
         handler = ProbeHandler(settings, db, cipher, client, organization)
         consumer = PerMessageConsumer(
@@ -68,15 +66,9 @@ async def run(settings: ProberSettings) -> None:
             concurrency=settings.prober_concurrency,
             grace_secs=settings.probe_timeout_secs + 2,
         )
-        health = HealthServer(
-            health_app(lambda: nats_and_postgres(db, nats)),
-            host="0.0.0.0",  # noqa: S104 - probes and Prometheus reach it from outside the pod
-            port=settings.prober_port,
-        )
+        health = readiness_server(db, nats, port=settings.prober_port)
         await health.start()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, consumer.stop)
+        on_termination(consumer.stop)
         heartbeat = asyncio.create_task(_heartbeat(redis))
         log.info(
             "prober started",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import time
 
 from redis.asyncio import Redis
@@ -12,10 +11,11 @@ from redis.exceptions import RedisError
 
 from cg_common.cache import connect_redis
 from cg_common.db import open_pool
-from cg_common.health_server import HealthServer, health_app, nats_and_postgres
+from cg_common.health_server import readiness_server
 from cg_common.heartbeats import beat
 from cg_common.logging import get_logger
-from cg_common.messaging import close_nats, connect_nats, ensure_streams, stream_configs
+from cg_common.messaging import close_nats, connect_nats, ensure_service_streams
+from cg_common.signals import on_termination
 from cg_scheduler.scheduler import Scheduler
 from cg_scheduler.settings import SchedulerSettings
 
@@ -37,19 +37,11 @@ async def run(settings: SchedulerSettings) -> None:
     redis = connect_redis(settings.redis_url, timeout_secs=1.0)
     try:
         js = nats.jetstream()
-        await ensure_streams(
-            js, stream_configs(replicas=settings.nats_stream_replicas, probe_interval_secs=settings.probe_interval_secs)
-        )
-        health = HealthServer(
-            health_app(lambda: nats_and_postgres(db, nats)),
-            host="0.0.0.0",  # noqa: S104 - probes and Prometheus reach it from outside the pod
-            port=settings.scheduler_port,
-        )
+        await ensure_service_streams(js, settings)
+        health = readiness_server(db, nats, port=settings.scheduler_port)
         await health.start()
         stopping = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stopping.set)
+        on_termination(stopping.set)
         log.info("scheduler started", interval_secs=settings.probe_interval_secs, health_port=settings.scheduler_port)
         try:
             await _loop(Scheduler(db, js, interval_secs=settings.probe_interval_secs), redis, stopping, settings)
