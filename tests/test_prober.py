@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 import nats
@@ -16,6 +17,7 @@ from redis.asyncio import Redis
 
 from cg_common.crypto import fingerprint
 from cg_common.heartbeats import heartbeat_key
+from cg_common.probes import ProbeRequest
 from cg_common.subjects import BILLING_STREAM, USAGE_STREAM
 from cg_common.usage_event import parse_usage_event
 from cg_prober.organization import organization_source
@@ -30,7 +32,14 @@ from tests.support.probing import (
     stream_messages,
     wait_for_results,
 )
-from tests.support.processes import free_port, running_api, running_ledger, running_prober, start_prober
+from tests.support.processes import (
+    ServiceProcess,
+    free_port,
+    running_api,
+    running_ledger,
+    running_prober,
+    start_prober,
+)
 from tests.support.usage import count_rows, dead_letters, wait_until
 
 SLOW_MS = 2500
@@ -174,21 +183,35 @@ def test_unreachable_upstream_is_a_network_error_after_retries(
     assert (result.outcome, result.attempts, result.ok) == ("network_error", 3, False)
 
 
+class SlowProbe(NamedTuple):
+    prober: ServiceProcess
+    request: ProbeRequest
+    env: dict[str, str]
+    key: str  # the slow key, whose calls the fake counts
+
+
+def a_slow_probe_in_flight(prober_env: dict[str, str], master_key: str, fake: FakeServer, log_path: Path) -> SlowProbe:
+    """A prober calling the fake with a key that answers slowly (after SLOW_MS, before the probe timeout): when this
+    returns, the probe is in flight; a probe cut short comes back after the ack wait."""
+    slow = fake_key("slow")
+    request = probe_request(store_key(prober_env["DATABASE_URL"], master_key, slow))
+    env = {**prober_env, "PROBE_TIMEOUT_SECS": "4", "PROBER_ACK_WAIT_SECS": "6"}
+    prober = start_prober(env, log_path)
+    try:
+        asyncio.run(publish_requests(env["NATS_URL"], [request]))
+        wait_until(lambda: fake.fake.requests_of(slow) >= 1, timeout=20, message="the prober never called")
+    except BaseException:
+        prober.stop()
+        raise
+    return SlowProbe(prober, request, env, slow)
+
+
 def test_a_prober_killed_mid_probe_is_replaced_and_the_request_answered_once(
     prober_env: dict[str, str], master_key: str, fake: FakeServer, tmp_path: Path
 ) -> None:
-    slow = fake_key("slow")
-    key_id = store_key(prober_env["DATABASE_URL"], master_key, slow)
-    request = probe_request(key_id)
-    # The slow key answers (after SLOW_MS) rather than timing out; a killed probe comes back after the ack wait.
-    env = {**prober_env, "PROBE_TIMEOUT_SECS": "4", "PROBER_ACK_WAIT_SECS": "6"}
-    first = start_prober(env, tmp_path / "first.log")
-    try:
-        asyncio.run(publish_requests(env["NATS_URL"], [request]))
-        wait_until(lambda: fake.fake.requests_of(slow) >= 1, timeout=20, message="the first prober never called")
-        first.kill()
-    finally:
-        first.stop()
+    first, request, env, slow = a_slow_probe_in_flight(prober_env, master_key, fake, tmp_path / "first.log")
+    first.kill()
+    first.stop()
     assert not probe_results(env["NATS_URL"])
     with running_prober(env, tmp_path / "second.log"):
         result = wait_for_results(env["NATS_URL"], {request.request_id}, timeout=40)[request.request_id]
@@ -292,16 +315,8 @@ async def _ledger_pending(nats_url: str) -> int:
 def test_sigterm_finishes_the_probe_in_hand_then_exits_cleanly(
     prober_env: dict[str, str], master_key: str, fake: FakeServer, tmp_path: Path
 ) -> None:
-    slow = fake_key("slow")
-    key_id = store_key(prober_env["DATABASE_URL"], master_key, slow)
-    request = probe_request(key_id)
-    env = {**prober_env, "PROBE_TIMEOUT_SECS": "4", "PROBER_ACK_WAIT_SECS": "6"}
-    prober = start_prober(env, tmp_path / "prober.log")
-    try:
-        asyncio.run(publish_requests(env["NATS_URL"], [request]))
-        wait_until(lambda: fake.fake.requests_of(slow) >= 1, timeout=20, message="the prober never called")
-    finally:
-        code = prober.stop(timeout=20)  # SIGTERM while the slow call is in flight
+    prober, request, env, _slow = a_slow_probe_in_flight(prober_env, master_key, fake, tmp_path / "prober.log")
+    code = prober.stop(timeout=20)  # SIGTERM while the slow call is in flight
     assert code == 0
     results = probe_results(env["NATS_URL"])
     assert [(r.request_id, r.ok, r.attempts) for r in results] == [(request.request_id, True, 1)]

@@ -86,77 +86,63 @@ class FakeOpenAI:
         key = header.removeprefix("Bearer ").strip()
         self.requests[key] += 1
         if not key:
-            return key, _json(
-                error_body(
-                    "You didn't provide an API key. You need to provide your API key in an Authorization header "
-                    "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
-                    type_="invalid_request_error",
-                    code=None,
-                ),
+            return key, _error(
                 401,
+                "You didn't provide an API key. You need to provide your API key in an Authorization header "
+                "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+                type_="invalid_request_error",
+                code=None,
             )
         behaviour = behaviour_of(key)
         if behaviour == "slow":
             await asyncio.sleep(self.slow_ms / 1000)
         if behaviour == "invalid":
-            return key, _json(
-                error_body(
-                    f"Incorrect API key provided: {masked(key)}. You can find your API key at "
-                    "https://platform.openai.com/account/api-keys.",
-                    type_="invalid_request_error",
-                    code="invalid_api_key",
-                ),
+            return key, _error(
                 401,
+                f"Incorrect API key provided: {masked(key)}. You can find your API key at "
+                "https://platform.openai.com/account/api-keys.",
+                type_="invalid_request_error",
+                code="invalid_api_key",
             )
         if behaviour == "echo":  # a broken upstream (a proxy, a gateway) quoting the whole key back
-            return key, _json(
-                error_body(
-                    f"Upstream rejected the request made with {key}: Incorrect API key provided: {key}",
-                    type_="invalid_request_error",
-                    code="invalid_api_key",
-                ),
+            return key, _error(
                 401,
+                f"Upstream rejected the request made with {key}: Incorrect API key provided: {key}",
+                type_="invalid_request_error",
+                code="invalid_api_key",
             )
         if behaviour == "quota":
-            return key, _json(
-                error_body(
-                    "You exceeded your current quota, please check your plan and billing details. For more "
-                    "information on this error, read the docs: "
-                    "https://platform.openai.com/docs/guides/error-codes/api-errors.",
-                    type_="insufficient_quota",
-                    code="insufficient_quota",
-                ),
+            return key, _error(
                 429,
+                "You exceeded your current quota, please check your plan and billing details. For more "
+                "information on this error, read the docs: "
+                "https://platform.openai.com/docs/guides/error-codes/api-errors.",
+                type_="insufficient_quota",
+                code="insufficient_quota",
             )
         if behaviour == "ratelimited":
-            return key, _json(
-                error_body(
-                    "Rate limit reached for gpt-4o-mini in organization org-fake on requests per min (RPM): "
-                    "Limit 3, Used 3, Requested 1. Please try again in 1s. Visit "
-                    "https://platform.openai.com/account/rate-limits to learn more.",
-                    type_="requests",
-                    code="rate_limit_exceeded",
-                ),
+            return key, _error(
                 429,
+                "Rate limit reached for gpt-4o-mini in organization org-fake on requests per min (RPM): "
+                "Limit 3, Used 3, Requested 1. Please try again in 1s. Visit "
+                "https://platform.openai.com/account/rate-limits to learn more.",
+                type_="requests",
+                code="rate_limit_exceeded",
                 headers={"retry-after": "1", "x-ratelimit-limit-requests": "3", "x-ratelimit-remaining-requests": "0"},
             )
         if behaviour == "down" or (behaviour == "flaky" and self.requests[key] % 2 == 1):
-            return key, _json(
-                error_body(
-                    "The server had an error while processing your request. Sorry about that!",
-                    type_="server_error",
-                    code=None,
-                ),
+            return key, _error(
                 500 if behaviour == "flaky" else 503,
+                "The server had an error while processing your request. Sorry about that!",
+                type_="server_error",
+                code=None,
             )
         if admin_only and not key.startswith("sk-admin-"):
-            return key, _json(
-                error_body(
-                    "You have insufficient permissions for this operation. Missing scopes: api.usage.read.",
-                    type_="invalid_request_error",
-                    code=None,
-                ),
+            return key, _error(
                 401,
+                "You have insufficient permissions for this operation. Missing scopes: api.usage.read.",
+                type_="invalid_request_error",
+                code=None,
             )
         return key, None
 
@@ -174,20 +160,19 @@ class FakeOpenAI:
         body = await request.json()
         model = str(body.get("model") or "")
         if not model or not isinstance(body.get("messages"), list):
-            return _json(
-                error_body(
-                    "you must provide a model parameter", type_="invalid_request_error", code=None, param="model"
-                ),
+            return _error(
                 400,
+                "you must provide a model parameter",
+                type_="invalid_request_error",
+                code=None,
+                param="model",
             )
         if model not in MODEL_IDS:
-            return _json(
-                error_body(
-                    f"The model `{model}` does not exist or you do not have access to it.",
-                    type_="invalid_request_error",
-                    code="model_not_found",
-                ),
+            return _error(
                 404,
+                f"The model `{model}` does not exist or you do not have access to it.",
+                type_="invalid_request_error",
+                code="model_not_found",
             )
         created = int(time.time())
         return _json(
@@ -269,20 +254,35 @@ class FakeOpenAI:
 
 def _check_range(start_time: str | None, bucket_width: str, allowed: tuple[str, ...]) -> JSONResponse | None:
     if not start_time or not start_time.isdigit():
-        return _json(
-            error_body(
-                "Missing query parameter 'start_time'", type_="invalid_request_error", code=None, param="start_time"
-            ),
+        return _error(
             400,
+            "Missing query parameter 'start_time'",
+            type_="invalid_request_error",
+            code=None,
+            param="start_time",
         )
     if bucket_width not in allowed:
-        return _json(
-            error_body(
-                f"Invalid bucket_width '{bucket_width}'", type_="invalid_request_error", code=None, param="bucket_width"
-            ),
+        return _error(
             400,
+            f"Invalid bucket_width '{bucket_width}'",
+            type_="invalid_request_error",
+            code=None,
+            param="bucket_width",
         )
     return None
+
+
+def _error(
+    status: int,
+    message: str,
+    *,
+    type_: str,
+    code: str | None,
+    param: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """An error as OpenAI answers it: its envelope, its status, its headers."""
+    return _json(error_body(message, type_=type_, code=code, param=param), status, headers)
 
 
 def _json(body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:

@@ -58,31 +58,11 @@ class OrganizationPuller:
         source = organization_source(key.fingerprint)
         end = _floor_hour(datetime.now(UTC).timestamp())
         start = await self._start(source, end)
-        events: list[Outgoing] = []
-        first: upstream.Attempt | None = None
-        page: str | None = None
-        for _ in range(MAX_PAGES):
-            params: dict[str, Any] = {
-                "start_time": start,
-                "end_time": end,
-                "bucket_width": "1h",
-                "group_by": list(GROUP_BY),
-                "limit": 24,
-            }
-            if page:
-                params["page"] = page
-            attempt = await upstream.call(
-                self._client, api_key, "GET", "/organization/usage/completions", params=params
-            )
-            first = first or attempt
-            if not attempt.ok:
-                return attempt, ()
-            body = attempt.body if isinstance(attempt.body, dict) else {}
-            events.extend(self._events(source, body.get("data") or []))
-            page = body.get("next_page") if body.get("has_more") else None
-            if not page:
-                break
-        assert first is not None  # noqa: S101 - the loop ran at least once
+        params = {"start_time": start, "end_time": end, "bucket_width": "1h", "group_by": list(GROUP_BY), "limit": 24}
+        first, buckets = await self._all_pages(api_key, "/organization/usage/completions", params)
+        if not first.ok:
+            return first, ()
+        events = self._events(source, buckets)
         costs = await self._costs(source, api_key)
         if isinstance(costs, upstream.Attempt):
             return costs, ()
@@ -105,27 +85,38 @@ class OrganizationPuller:
         if start >= today:
             return []
         pulled_at = datetime.now(UTC)
-        costs: list[Outgoing] = []
+        params = {
+            "start_time": start,
+            "end_time": today,
+            "bucket_width": "1d",
+            "group_by": ["project_id", "line_item"],
+            "limit": 31,
+        }
+        attempt, buckets = await self._all_pages(api_key, "/organization/costs", params)
+        if not attempt.ok:
+            return attempt
+        return _billed(source, buckets, pulled_at)
+
+    async def _all_pages(self, api_key: str, path: str, params: dict[str, Any]) -> tuple[upstream.Attempt, list[Any]]:
+        """The `data` of every page, following `next_page`, with the first call (the probe's outcome); or the first
+        call that failed, with nothing."""
+        first: upstream.Attempt | None = None
+        data: list[Any] = []
         page: str | None = None
         for _ in range(MAX_PAGES):
-            params: dict[str, Any] = {
-                "start_time": start,
-                "end_time": today,
-                "bucket_width": "1d",
-                "group_by": ["project_id", "line_item"],
-                "limit": 31,
-            }
-            if page:
-                params["page"] = page
-            attempt = await upstream.call(self._client, api_key, "GET", "/organization/costs", params=params)
+            attempt = await upstream.call(
+                self._client, api_key, "GET", path, params={**params, "page": page} if page else params
+            )
+            first = first or attempt
             if not attempt.ok:
-                return attempt
+                return attempt, []
             body = attempt.body if isinstance(attempt.body, dict) else {}
-            costs.extend(_billed(source, body.get("data") or [], pulled_at))
+            data.extend(body.get("data") or [])
             page = body.get("next_page") if body.get("has_more") else None
             if not page:
                 break
-        return costs
+        assert first is not None  # noqa: S101 - the loop ran at least once
+        return first, data
 
     async def _start(self, source: str, end: int) -> int:
         try:
