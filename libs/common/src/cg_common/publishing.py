@@ -46,10 +46,8 @@ class Outgoing(NamedTuple):
         return {**self.headers, MSG_ID_HEADER: self.msg_id}
 
     def header_block(self) -> bytes:
-        """The encoded headers; the common case (a message id alone) without the general encoder's work."""
-        if self.headers or "\r" in self.msg_id or "\n" in self.msg_id:
-            return wire.encode_headers(self.all_headers())
-        return b"NATS/1.0\r\nNats-Msg-Id: %s\r\n\r\n" % self.msg_id.strip().encode()
+        """The encoded headers, as an HPUB command carries them."""
+        return wire.encode_headers(self.all_headers()) if self.headers else wire.msg_id_headers(self.msg_id)
 
 
 async def publish(js: JetStreamContext, message: Outgoing, *, ack_wait_secs: float = 5.0, attempts: int = 3) -> PubAck:

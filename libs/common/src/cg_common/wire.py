@@ -33,6 +33,12 @@ def encode_headers(headers: Mapping[str, str]) -> bytes:
     return b"".join(lines)
 
 
+def msg_id_headers(msg_id: str) -> bytes:
+    """`encode_headers({"Nats-Msg-Id": msg_id})`, the one header nearly every JetStream publish carries, without the
+    general encoder's per-key checks."""
+    return STATUS_LINE + b"Nats-Msg-Id: %s\r\n\r\n" % msg_id.strip().translate(_NEWLINES).encode()
+
+
 def hpub(subject: str, reply: str, headers: bytes, payload: bytes) -> bytes:
     """One HPUB command; `headers` as `encode_headers` makes them."""
     if not _SUBJECT.fullmatch(subject) or not _SUBJECT.fullmatch(reply):
