@@ -15,12 +15,11 @@ from typing import NamedTuple
 
 import orjson
 from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
-from nats.js.api import Header, PubAck
+from nats.js.api import PubAck
 from nats.js.client import JetStreamContext
 
-from cg_common import wire
+from cg_common import direct, wire
 
 MSG_ID_HEADER = "Nats-Msg-Id"
 NO_RESPONDERS = "503"
@@ -71,20 +70,19 @@ async def publish_all(
     for _subject, headers, payload in encoded:
         wire.check_payload(nc, headers, payload)
     inbox = nc.new_inbox()
-    replies: dict[int, Msg] = {}
+    replies: dict[int, tuple[bytes, bytes | None]] = {}  # index → the reply's data and raw headers
     awaited: set[int] = set()
     all_in = asyncio.Event()
 
-    async def on_reply(reply: Msg) -> None:
-        index = int(reply.subject.rpartition(".")[2])
-        replies[index] = reply
+    def on_reply(_sid: int, subject: bytes, _reply: bytes, data: bytes, headers: bytes | None) -> None:
+        replies[int(subject.rpartition(b".")[2])] = (data, headers)
         if awaited <= replies.keys():
             all_in.set()
 
     acks: list[PubAck | None] = [None] * len(messages)
     waiting = list(range(len(messages)))
     last_error = "timeout"
-    subscription = await nc.subscribe(f"{inbox}.*", cb=on_reply)
+    subscription = await direct.subscribe(nc, f"{inbox}.*", on_reply)
     try:
         for _attempt in range(attempts):
             awaited.clear()
@@ -114,21 +112,22 @@ async def publish_all(
                 return [ack for ack in acks if ack is not None]
     finally:
         with contextlib.suppress(NatsError):
-            await subscription.unsubscribe()
+            await direct.unsubscribe(subscription)
     raise PublishError(
         f"{len(waiting)} of {len(messages)} messages not acknowledged by JetStream after {attempts} attempts: "
         f"{last_error}"
     )
 
 
-def _pub_ack(reply: Msg | None) -> tuple[PubAck | None, str]:
-    """JetStream's answer to one publish: the ack, or why there is none."""
+def _pub_ack(reply: tuple[bytes, bytes | None] | None) -> tuple[PubAck | None, str]:
+    """JetStream's answer to one publish (its data and raw headers): the ack, or why there is none."""
     if reply is None:
         return None, "timeout"
-    if reply.headers and reply.headers.get(Header.STATUS) == NO_RESPONDERS:
+    data, headers = reply
+    if direct.status(headers) == NO_RESPONDERS:
         return None, "no stream takes this subject (no responders)"
     try:
-        answer = orjson.loads(reply.data)
+        answer = orjson.loads(data)
     except orjson.JSONDecodeError:
         return None, "unreadable ack"
     if "error" in answer:

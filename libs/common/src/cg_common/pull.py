@@ -2,8 +2,9 @@
 
 nats-py's `PullSubscription.fetch` waits for each message of a batch with its own future, timer and task switch:
 about 28 µs of CPU a message, more than everything else the ledger does with it. This fetcher sends the same pull
-requests (`$JS.API.CONSUMER.MSG.NEXT`) to one inbox whose callback only appends to a buffer, and hands out what the
-buffer holds. Messages are plain nats-py `Msg` objects: `ack()`, `nak()` and `metadata` work as usual.
+requests (`$JS.API.CONSUMER.MSG.NEXT`) to one inbox, a direct subscription (`cg_common.direct`) whose handler only
+appends to a buffer, and hands out what the buffer holds. Messages are plain nats-py `Msg` objects: `ack()`, `nak()`
+and `metadata` work as usual.
 
 One pull request is outstanding at a time. It asks for `batch` messages and expires after `expires_secs`; JetStream
 ends it early with a status message (404 no messages, 408 expired, 409 e.g. leadership change), after which the next
@@ -25,7 +26,8 @@ from nats.js.api import ConsumerConfig
 from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 
-STATUS_HEADER = "Status"
+from cg_common import direct
+
 HEARTBEAT = "100"
 REQUEST_ENDED = frozenset({"404", "408"})  # no messages, or the request expired: ask again when needed
 REFUSED_PAUSE_SECS = 0.25
@@ -73,12 +75,12 @@ class PullFetcher:
         self._quiet_until = 0.0  # after a refusal from the server, when to ask again
 
     async def start(self) -> None:
-        self._subscription = await self._nc.subscribe(self._inbox, cb=self._on_message)
+        self._subscription = await direct.subscribe(self._nc, self._inbox, self._on_message)
 
     async def stop(self) -> list[Msg]:
         """Stop receiving; returns what was delivered but not handed out, for the caller to give back."""
         if self._subscription is not None:
-            await self._subscription.unsubscribe()
+            await direct.unsubscribe(self._subscription)
             self._subscription = None
         left = list(self._buffer)
         self._buffer.clear()
@@ -114,10 +116,9 @@ class PullFetcher:
         self._request_expires_at = time.monotonic() + expires_secs
         await self._nc.publish(self._next_subject, orjson.dumps(request), reply=self._inbox)
 
-    async def _on_message(self, message: Msg) -> None:
-        headers = message.headers
-        if headers and STATUS_HEADER in headers and not message.data:
-            status = headers[STATUS_HEADER]
+    def _on_message(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
+        status = direct.status(headers) if not data else None
+        if status is not None:
             if status == HEARTBEAT:
                 return
             self._requested = 0  # the request is over: no messages, expired, or refused
@@ -127,5 +128,5 @@ class PullFetcher:
             self._arrived.set()
             return
         self._requested -= 1
-        self._buffer.append(message)
+        self._buffer.append(direct.DirectMsg(self._nc, sid, subject, reply, data, headers))
         self._arrived.set()
