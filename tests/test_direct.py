@@ -57,11 +57,12 @@ async def test_raw_parts_reach_the_handler_and_other_subscriptions_are_untouched
     await nc.subscribe(f"{subject}.*", cb=keep)  # the same subject through nats-py's own path
     headers = wire.encode_headers({"Nats-Msg-Id": "abc", "Team": "ml"})
     await wire.send(
-        nc, [wire.hpub(f"{subject}.a", "the.reply", headers, b"one"), b"PUB %s.b 3\r\ntwo\r\n" % subject.encode()]
+        nc,
+        [*wire.hpubs("the.reply", [(7, f"{subject}.a", headers, b"one")]), b"PUB %s.b 3\r\ntwo\r\n" % subject.encode()],
     )
     await collector.wait()
     with_headers, plain = collector.received
-    assert with_headers[1:4] == (f"{subject}.a".encode(), b"the.reply", b"one")
+    assert with_headers[1:4] == (f"{subject}.a".encode(), b"the.reply.7", b"one")
     assert direct.DirectMsg(nc, *with_headers).headers == {"Nats-Msg-Id": "abc", "Team": "ml"}
     assert plain[1:] == (f"{subject}.b".encode(), b"", b"two", None)
     assert with_headers[0] == subscription._id

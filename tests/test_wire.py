@@ -44,7 +44,7 @@ async def test_commands_arrive_in_order_with_their_headers(nc: NATS) -> None:
     await nc.subscribe(subject, cb=collect)
     headers = wire.encode_headers({"Nats-Msg-Id": "abc", "Cg-Reason": "line one\r\nline two  "})
     await wire.send(
-        nc, [wire.hpub(subject, f"{subject}.reply.{n}", headers, f"payload {n}".encode()) for n in range(3)]
+        nc, wire.hpubs(f"{subject}.reply", [(n, subject, headers, f"payload {n}".encode()) for n in range(3)])
     )
     await asyncio.wait_for(done.wait(), 5)
     assert [m.data for m in received] == [b"payload 0", b"payload 1", b"payload 2"]
@@ -56,9 +56,14 @@ def test_what_nats_py_refuses_is_refused_before_anything_is_sent() -> None:
     with pytest.raises(ValueError, match="header name"):
         wire.encode_headers({"Bad Name": "x"})
     with pytest.raises(ValueError, match="subject"):
-        wire.hpub("two words", "reply", wire.encode_headers({}), b"")
+        wire.hpubs("reply", [(0, "two words", wire.encode_headers({}), b"")])
     with pytest.raises(ValueError, match="subject"):
-        wire.hpub("subject", "reply\r\nPUB evil 0", wire.encode_headers({}), b"")
+        wire.hpubs("reply\r\nPUB evil 0", [(0, "subject", wire.encode_headers({}), b"")])
+
+
+@pytest.mark.parametrize("msg_id", ["cost:0f3a", " padded ", "two\r\nlines", "tab\tinside", "ünïcode"])
+def test_the_msg_id_fast_path_encodes_as_the_general_encoder(msg_id: str) -> None:
+    assert wire.msg_id_headers(msg_id) == wire.encode_headers({"Nats-Msg-Id": msg_id})
 
 
 async def test_a_closed_connection_refuses_to_send(stack: Stack) -> None:

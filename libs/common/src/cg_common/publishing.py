@@ -89,11 +89,7 @@ async def publish_all(
             awaited.update(waiting)
             all_in.clear()
             try:
-                commands = []
-                for index in waiting:
-                    subject, headers, payload = encoded[index]
-                    commands.append(wire.hpub(subject, f"{inbox}.{index}", headers, payload))
-                await wire.send(nc, commands)
+                await wire.send(nc, wire.hpubs(inbox, [(index, *encoded[index]) for index in waiting]))
             except NatsError as error:
                 last_error = type(error).__name__
             with contextlib.suppress(TimeoutError):

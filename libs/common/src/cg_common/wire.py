@@ -36,21 +36,31 @@ def encode_headers(headers: Mapping[str, str]) -> bytes:
 def msg_id_headers(msg_id: str) -> bytes:
     """`encode_headers({"Nats-Msg-Id": msg_id})`, the one header nearly every JetStream publish carries, without the
     general encoder's per-key checks."""
-    return STATUS_LINE + b"Nats-Msg-Id: %s\r\n\r\n" % msg_id.strip().translate(_NEWLINES).encode()
+    value = msg_id.encode()
+    if b"\r" in value or b"\n" in value or value != value.strip():
+        value = msg_id.strip().translate(_NEWLINES).encode()
+    return STATUS_LINE + b"Nats-Msg-Id: " + value + b"\r\n\r\n"
 
 
-def hpub(subject: str, reply: str, headers: bytes, payload: bytes) -> bytes:
-    """One HPUB command; `headers` as `encode_headers` makes them."""
-    if not _SUBJECT.fullmatch(subject) or not _SUBJECT.fullmatch(reply):
-        raise ValueError(f"invalid subject or reply subject: {subject!r}, {reply!r}")
-    return b"HPUB %s %s %d %d\r\n%s%s\r\n" % (
-        subject.encode(),
-        reply.encode(),
-        len(headers),
-        len(headers) + len(payload),
-        headers,
-        payload,
-    )
+def hpubs(inbox: str, messages: Iterable[tuple[int, str, bytes, bytes]]) -> list[bytes]:
+    """HPUB commands for `(index, subject, headers, payload)`, each replying to `<inbox>.<index>`; `headers` as
+    `encode_headers` makes them. Each distinct subject is checked once, not once a message."""
+    if not _SUBJECT.fullmatch(inbox):
+        raise ValueError(f"invalid reply subject: {inbox!r}")
+    reply_prefix = inbox.encode()
+    subjects: dict[str, bytes] = {}
+    commands = []
+    for index, subject, headers, payload in messages:
+        encoded = subjects.get(subject)
+        if encoded is None:
+            if not _SUBJECT.fullmatch(subject):
+                raise ValueError(f"invalid subject: {subject!r}")
+            encoded = subjects[subject] = subject.encode()
+        size = len(headers) + len(payload)
+        commands.append(
+            b"HPUB %s %s.%d %d %d\r\n%s%s\r\n" % (encoded, reply_prefix, index, len(headers), size, headers, payload)
+        )
+    return commands
 
 
 async def send(nc: NATS, commands: Iterable[bytes]) -> None:
