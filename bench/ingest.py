@@ -49,7 +49,7 @@ from cg_common.pricing import Price, Pricer
 from cg_common.publishing import MSG_ID_HEADER, Outgoing, publish_all
 from cg_common.pull import PullFetcher, ensure_consumer
 from cg_common.subjects import COST_STREAM, DLQ_STREAM, USAGE, USAGE_STREAM
-from cg_common.usage_event import UsageEvent, parse_usage_event
+from cg_common.usage_event import UsageEvent, parse_usage_events
 from cg_common.usage_publisher import usage_msg_id
 from cg_devstack.nats_server import start_nats
 from cg_devstack.servers import Stack
@@ -145,10 +145,16 @@ def run(
         backfill = make_events(EVENTS, rng, fingerprints, BACKFILL_SPAN, name="backfill")
         asyncio.run(_publish(servers, backfill, [json.dumps(e).encode() for e in backfill]))
         result["backfill"] = _ledger_runs(stack, servers, work_dir, keys_to_store, "backfill")
-    slower = min(result["lean_consume"]["rate"], result["copy"]["usage_events"]["rate"])
-    result["slower_baseline"] = slower
-    result["target_ratio"] = result["ledger"][1]["rate"] / slower
-    result["best_ratio"] = max(figures["rate"] for figures in result["ledger"].values()) / slower
+    copy_rate = result["copy"]["usage_events"]["rate"]
+    # The ledger's rate as a share of the slower baseline (target ≥ 50%), with the consume baseline read both ways:
+    # nats-py's own fetch, and the ledger's own lean consume path.
+    result["ratios"] = {
+        consume: {
+            replicas: figures["rate"] / min(result[consume]["rate"], copy_rate)
+            for replicas, figures in result["ledger"].items()
+        }
+        for consume in ("raw_consume", "lean_consume")
+    }
     result["scaling"] = result["ledger"][2]["rate"] / result["ledger"][1]["rate"]
     return result
 
@@ -363,10 +369,19 @@ async def _lean_consume(servers: Servers) -> dict[str, Any]:
 
 
 def _parse_and_price(payloads: Sequence[bytes]) -> tuple[Parsed, dict[str, Any]]:
-    """What the ledger's Python does per event before SQL: parse_usage_event, then Pricer.price; timed apart."""
+    """What the ledger's Python does per event before SQL: parse_usage_events in the ledger's batches, then
+    Pricer.price; timed apart."""
+    batch, now = LEDGER_SPEC.batch_size, datetime.now(UTC)
     started = time.process_time()
-    events = [parse_usage_event(payload) for payload in payloads]
+    parsed = [
+        event
+        for start in range(0, len(payloads), batch)
+        for event in parse_usage_events(payloads[start : start + batch], now=now)
+    ]
     parse_secs = time.process_time() - started
+    events = [event for event in parsed if isinstance(event, UsageEvent)]
+    if len(events) != len(parsed):
+        raise RuntimeError(f"{len(parsed) - len(events)} bench events are invalid")
     pricer = Pricer()
     started = time.process_time()
     prices = [
@@ -606,7 +621,7 @@ async def _wait_for_costs(nats_url: str) -> tuple[int, int]:
 
 PROFILE_FOCUS = {  # py-spy's names → what to call them in the report
     "PullFetcher.fetch": "fetch (PullFetcher)",
-    "parse_usage_event": "parse_usage_event",
+    "parse_usage_events": "parse_usage_events",
     "Pricer.price": "Pricer.price",
     "record_usage": "record_usage (SQL)",
     "cost_recorded_message": "cost_recorded_message",
@@ -678,7 +693,7 @@ def markdown(result: dict[str, Any]) -> str:
         _row("publish, bare nats-py `publish_async` (baseline for `publish_all`)", result["publish_bare"], "client"),
         _row("(a) raw consume + ack, nats-py `fetch`", result["raw_consume"], "client"),
         _row(
-            "(a) raw consume + ack, `PullFetcher` and `wire.ack_all` (the ledger's way)",
+            "(a) raw consume + ack, `PullFetcher` (direct subscription) and `wire.ack_all` (the ledger's way)",
             result["lean_consume"],
             "client",
         ),
@@ -692,10 +707,10 @@ def markdown(result: dict[str, Any]) -> str:
         _row(f"ledger ×2, backfill over 30 days (median of {REPEATS})", back_two, "ledger"),
         "",
         f"Live backlog: one ledger **{one['rate']:,.0f} events/s**, two replicas **{two['rate']:,.0f} events/s** "
-        f"(×{result['scaling']:.2f}; target ≥ 20,000). Against the slower baseline ({result['slower_baseline']:,.0f}"
-        f"/s; target ≥ 50%): {result['target_ratio']:.0%} with one replica, {result['best_ratio']:.0%} at best; "
-        f"against nats-py's own fetch ({result['raw_consume']['rate']:,.0f}/s) "
-        f"{result['best_ratio'] * result['slower_baseline'] / result['raw_consume']['rate']:.0%}. One "
+        f"(×{result['scaling']:.2f}; target ≥ 20,000). As a share of the slower baseline (target ≥ 50%), one and two "
+        f"replicas: {_ratio(result, 'raw_consume')} when the consume baseline is nats-py's `fetch`, "
+        f"{_ratio(result, 'lean_consume')} when it is the ledger's own `PullFetcher` (the slower baseline being the "
+        "lower of consume and COPY into `usage_events`). One "
         f"ledger's mean batch {one['mean_batch_ms']:.0f} ms; counting its start-up ({one['startup_seconds']:.1f} s) "
         f"{one['rate_from_spawn']:,.0f} events/s. Backfill: {back_one['rate']:,.0f} and {back_two['rate']:,.0f} "
         "events/s. Every run, in the order they ran: live ×1 "
@@ -711,7 +726,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"Where the time goes (live): the single ledger used {_cores(one, 'ledger')} cores, PostgreSQL "
         f"{_cores(one, 'postgres')}, nats-server {_cores(one, 'nats')} (of {CORES}); with two replicas "
         f"{_cores(two, 'ledger')}, {_cores(two, 'postgres')} and {_cores(two, 'nats')}. In Python, parsing an event "
-        f"(`parse_usage_event`) costs {pp['parse_us']:.0f} µs and pricing it (`Pricer.price`) {pp['price_us']:.0f} µs "
+        f"(`parse_usage_events`, in batches of {result['batch_size']:,}) costs {pp['parse_us']:.0f} µs and pricing "
+        f"it (`Pricer.price`) {pp['price_us']:.0f} µs "
         "(this process, one core); add the client CPU per event of consume + ack, of the SQL path and of `publish_all` "
         f"above for the rest of the ledger's work. {_ceiling(two)}",
     ]
@@ -726,6 +742,10 @@ def markdown(result: dict[str, Any]) -> str:
             + ".",
         ]
     return "\n".join(lines)
+
+
+def _ratio(result: dict[str, Any], consume: str) -> str:
+    return " and ".join(f"{share:.0%}" for share in result["ratios"][consume].values())
 
 
 def _rates(figures: dict[str, Any]) -> str:
