@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import sys
 
@@ -29,6 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     dlq_cmd.add_argument("sequences", nargs="*", type=int, help="dead-letter sequences (default: all)")
     dlq_cmd.add_argument("--subject", help="only this kind, e.g. cg.dlq.usage")
     dlq_cmd.add_argument("--delete", action="store_true", help="replay: remove each from the stream once replayed")
+    dlq_cmd.add_argument("--limit", type=_positive, help="list: only the oldest LIMIT")
     args = parser.parse_args(argv)
 
     settings = load_settings(LedgerSettings)
@@ -41,7 +43,18 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "reprice":
         asyncio.run(_reprice(settings, unpriced_only=not args.all))
     else:
-        asyncio.run(_dead_letters(settings, args.action, args.sequences, subject=args.subject, delete=args.delete))
+        asyncio.run(
+            _dead_letters(
+                settings, args.action, args.sequences, subject=args.subject, delete=args.delete, limit=args.limit
+            )
+        )
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
 
 
 def _tune_gc() -> None:
@@ -62,7 +75,13 @@ async def _reprice(settings: LedgerSettings, *, unpriced_only: bool) -> None:
 
 
 async def _dead_letters(
-    settings: LedgerSettings, action: str, sequences: list[int], *, subject: str | None, delete: bool
+    settings: LedgerSettings,
+    action: str,
+    sequences: list[int],
+    *,
+    subject: str | None,
+    delete: bool,
+    limit: int | None,
 ) -> None:
     nats = await connect_nats(settings.nats_url, name="cg-ledger-dlq")
     try:
@@ -74,11 +93,16 @@ async def _dead_letters(
             )
             return
         print("sequence\tdead-lettered at\tkind\tfrom\tbytes\treason")
-        async for letter in dead_letters.dead_letters(js, subject=subject, sequences=sequences):
-            moment = letter.dead_lettered_at.isoformat() if letter.dead_lettered_at else "-"
-            print(
-                f"{letter.sequence}\t{moment}\t{letter.subject}\t{letter.original_subject}#"
-                f"{letter.original_sequence}\t{len(letter.payload)}\t{letter.reason}"
-            )
+        async with contextlib.aclosing(dead_letters.dead_letters(js, subject=subject, sequences=sequences)) as letters:
+            listed = 0
+            async for letter in letters:
+                moment = letter.dead_lettered_at.isoformat() if letter.dead_lettered_at else "-"
+                print(
+                    f"{letter.sequence}\t{moment}\t{letter.subject}\t{letter.original_subject}#"
+                    f"{letter.original_sequence}\t{len(letter.payload)}\t{letter.reason}"
+                )
+                listed += 1
+                if listed == limit:
+                    break
     finally:
         await close_nats(nats)
