@@ -53,6 +53,7 @@ WARMUP = 20
 PAGE_REQUESTS = 50
 SQL_REQUESTS = 50
 DEEP_PAGE = 50
+FULL_SCAN_REQUESTS = 5
 SUMMARY_DAYS = 30
 # Both ends of every range sit this far before a whole hour, minus the request's number in seconds.
 EDGE_OFFSET = timedelta(minutes=17, seconds=23)
@@ -113,9 +114,10 @@ def run(stack: Stack, work_dir: Path, env_for: Callable[[str], dict[str, str]]) 
     database_url = fresh_database(stack.database_url)
     try:
         env = env_for(database_url)
-        keys = store_keys(database_url, env["MASTER_KEY"], fake_keys(KEYS))
+        # One key more than the sources report: stored, never used, as a key added today is.
+        keys = store_keys(database_url, env["MASTER_KEY"], fake_keys(KEYS + 1))
         end = datetime.now(UTC).replace(second=0, microsecond=0)
-        result: dict[str, Any] = {"rows": ROWS, "days": DAYS, "fill": fill(database_url, keys, end)}
+        result: dict[str, Any] = {"rows": ROWS, "days": DAYS, "fill": fill(database_url, keys[:KEYS], end)}
         result["sizes"] = _sizes(database_url)
         say(NAME, f"sizes: {result['sizes']}")
         api_env = {**env, "RATE_LIMIT_ENABLED": "false", "LOG_LEVEL": "warning"}
@@ -129,6 +131,7 @@ def run(stack: Stack, work_dir: Path, env_for: Callable[[str], dict[str, str]]) 
             for group in GROUPS:
                 result["summary"][group]["sql_p50"] = asyncio.run(_time_sql(database_url, group, until))
             result["data"] = _time_pages(client)
+            result["filtered"] = _time_filtered(client, busy_key=keys[0].id, idle_key=keys[KEYS].id)
     finally:
         drop_database(stack.database_url, database_url)
     return result
@@ -324,6 +327,29 @@ def _time_pages(client: httpx.Client) -> dict[str, Any]:
     return result
 
 
+def _time_filtered(client: httpx.Client, *, busy_key: int, idle_key: int) -> list[dict[str, Any]]:
+    """First pages of `GET /data` with one filter: a key with usage, a stored key without any, the model with 1% of
+    the events, and a model with none (read through the time index over all 90 days: the slow case left)."""
+    cases: list[tuple[str, str, str | int, int]] = [
+        ("key_id", "a key with usage", busy_key, PAGE_REQUESTS),
+        ("key_id", "a stored key without usage", idle_key, PAGE_REQUESTS),
+        ("model", "the model with 1% of the events", MODELS[-1][0], PAGE_REQUESTS),
+        ("model", "a model without usage", "no-such-model", FULL_SCAN_REQUESTS),
+    ]
+    timed: list[dict[str, Any]] = []
+    for name, label, value, requests in cases:
+        samples = []
+        for _ in range(requests):
+            started = time.perf_counter()
+            response = client.get("/data", params={name: value})
+            samples.append((time.perf_counter() - started) * 1000)
+            response.raise_for_status()
+        rows = len(response.json()["items"])
+        timed.append({"filter": name, "label": label, "rows": rows, "requests": requests, **percentiles(samples)})
+        say(NAME, f"/data?{name}= {label}: {rows} rows, p50 {timed[-1]['p50']:.1f} ms")
+    return timed
+
+
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
@@ -358,10 +384,18 @@ def markdown(result: dict[str, Any]) -> str:
             f"| `GET /data` {label}, 100 rows | {d['p50']:.1f} ms | {d['p95']:.1f} ms | {d['p99']:.1f} ms "
             f"| {d['max']:.1f} ms | | |"
         )
+    for case in result.get("filtered", []):
+        lines.append(
+            f"| `GET /data?{case['filter']}=…` {case['label']}, first page ({case['rows']} rows) | "
+            f"{case['p50']:.1f} ms | {case['p95']:.1f} ms | {case['p99']:.1f} ms | {case['max']:.1f} ms | | |"
+        )
     worst = max(result["summary"][g]["p95"] for g in GROUPS)
     lines += [
         "",
-        f"Target p95 < 100 ms: worst p95 **{worst:.1f} ms**. `GET /data` figures are over {PAGE_REQUESTS} requests. "
+        f"Target p95 < 100 ms: worst p95 **{worst:.1f} ms**. `GET /data` figures are over {PAGE_REQUESTS} requests "
+        f"({FULL_SCAN_REQUESTS} for the model without usage). A key's pages come through its own index "
+        "(`usage_events_key`); the other filters read the time index and skip what does not match, so a value with "
+        "no recent rows costs a scan of the whole range unless `since` bounds it. "
         f'"Its SQL alone": `summary_repo.summarize` called {SQL_REQUESTS} times on a direct connection, the same '
         "ranges; the rest of a request's time is the api (HTTP, auth, validation, JSON).",
         "",

@@ -14,8 +14,10 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from psycopg import sql
 
 from cg_api.summary_repo import split_range
+from cg_api.usage_repo import UsageFilter, page_query
 from tests.support.keys import fake_openai_key
 from tests.support.usage_rows import UsageRow, fold, insert_usage
 
@@ -110,6 +112,28 @@ async def test_data_filters(api: httpx.AsyncClient, db: psycopg.Connection[Any])
     assert await listed(since="2026-03-01T03:00:00+01:00") == [ids[3], ids[2], ids[1]]  # 02:00 UTC
     assert await listed(key_id=first, model="gpt-4o") == [ids[0]]
     assert await listed(model="no-such-model") == []
+
+
+async def test_a_key_with_only_old_usage_is_found_through_its_own_index(
+    api: httpx.AsyncClient, db: psycopg.Connection[Any]
+) -> None:
+    """Through the time index alone, a key with no recent usage meant reading every row since its last one."""
+    rare = (await create_key(api, "rarely used"))["id"]
+    db.execute(
+        """INSERT INTO usage_events (source, event_id, occurred_at, provider, model, key_id, input_tokens,
+                                     cached_input_tokens, output_tokens, requests)
+           SELECT '//bulk', 'bulk-' || n, %s - n * interval '1 second', 'openai', 'gpt-4o', 100000 + n %% 20, 1, 0, 1, 1
+           FROM generate_series(1, 50000) AS n""",
+        (at(30),),
+    )
+    [old] = insert_usage(db, [UsageRow(occurred_at=at(1, 5), key_id=rare)])
+    db.execute("ANALYZE usage_events")
+    db.commit()
+    query, params = page_query(UsageFilter(key_id=rare), after=None, limit=100)
+    plan = "\n".join(str(row[0]) for row in db.execute(sql.SQL("EXPLAIN ") + query, params))
+    assert "usage_events_key" in plan and "usage_events_occurred" not in plan, plan
+    response = await api.get("/data", params={"key_id": rare})
+    assert [item["id"] for item in response.json()["items"]] == [old]
 
 
 @pytest.mark.parametrize(

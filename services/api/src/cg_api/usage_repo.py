@@ -35,10 +35,19 @@ class UsageFilter:
 async def page(
     conn: Connection, where: UsageFilter, *, after: tuple[datetime, int] | None, limit: int
 ) -> list[dict[str, Any]]:
-    """Up to `limit` records newest first, strictly after the cursor's (occurred_at, id) in that order.
+    """Up to `limit` records newest first, strictly after the cursor's (occurred_at, id) in that order."""
+    query, params = page_query(where, after=after, limit=limit)
+    cursor = await conn.execute(query, params)
+    return await cursor.fetchall()
 
-    Keyset pagination on the (occurred_at DESC, id DESC) index: each page costs the same however deep it is, and
-    rows recorded meanwhile never shift a page (OFFSET would skip or repeat them)."""
+
+def page_query(where: UsageFilter, *, after: tuple[datetime, int] | None, limit: int) -> tuple[sql.Composed, list[Any]]:
+    """The SQL of `page`, with its parameters.
+
+    Keyset pagination on (occurred_at DESC, id DESC): each page costs the same however deep it is, and rows recorded
+    meanwhile never shift a page (OFFSET would skip or repeat them). With `key_id` the key's own index
+    (`usage_events_key`) gives its rows in that order, however few it has; the other filters read the time index
+    and skip what does not match."""
     conditions: list[sql.Composable] = []
     params: list[Any] = []
     for column in ("key_id", "model", "source", "provider"):
@@ -59,8 +68,7 @@ async def page(
     query = sql.SQL("SELECT {} FROM usage_events {} ORDER BY occurred_at DESC, id DESC LIMIT %s").format(
         RECORD_COLUMNS, where_clause
     )
-    cursor = await conn.execute(query, [*params, limit])
-    return await cursor.fetchall()
+    return query, [*params, limit]
 
 
 async def clear(conn: Connection) -> None:
