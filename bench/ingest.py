@@ -706,7 +706,7 @@ def markdown(result: dict[str, Any]) -> str:
         ),
         _row("(b) binary COPY, plain table, no index", copy["plain"], "client"),
         _row("(b) binary COPY, plain table + unique (source, event_id)", copy["unique"], "client"),
-        _row("(b) binary COPY into `usage_events` (its 3 indexes + PK)", copy["usage_events"], "client"),
+        _row("(b) binary COPY into `usage_events` (its 4 indexes + PK)", copy["usage_events"], "client"),
         _row("ledger SQL alone (`record_usage` + one fold, no NATS)", result["store_path"], "client"),
         _row(f"**ledger ×1, live backlog** (median of {REPEATS})", one, "ledger"),
         _row(f"**ledger ×2, live backlog** (median of {REPEATS})", two, "ledger"),
