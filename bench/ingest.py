@@ -717,7 +717,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"(×{result['scaling']:.2f}; target ≥ 20,000). As a share of the slower baseline (target ≥ 50%), one and two "
         f"replicas: {_ratio(result, 'raw_consume')} when the consume baseline is nats-py's `fetch`, "
         f"{_ratio(result, 'lean_consume')} when it is the ledger's own `PullFetcher` (the slower baseline being the "
-        "lower of consume and COPY into `usage_events`). One "
+        f"lower of consume and COPY into `usage_events`). {_floor(result)} One "
         f"ledger's mean batch {one['mean_batch_ms']:.0f} ms; counting its start-up ({one['startup_seconds']:.1f} s) "
         f"{one['rate_from_spawn']:,.0f} events/s. Backfill: {back_one['rate']:,.0f} and {back_two['rate']:,.0f} "
         "events/s. Every run, in the order they ran: live ×1 "
@@ -749,6 +749,30 @@ def markdown(result: dict[str, Any]) -> str:
             + ".",
         ]
     return "\n".join(lines)
+
+
+def _floor(result: dict[str, Any]) -> str:
+    """The ledger's work, each part measured alone in this run (client and servers): no ledger doing all of it can
+    pass the rate those CPU seconds allow on this machine's cores, however its parts are glued together."""
+    parts = (
+        (result["lean_consume"], ("client", "nats")),
+        (result["store_path"], ("client", "postgres")),
+        (result["publish"], ("client", "nats")),
+    )
+    costs = [figures["cpu_per_1000"].get(name) for figures, names in parts for name in names]
+    if any(cost is None for cost in costs):
+        return ""
+    # CPU seconds per 1,000 events are ms per event; parse and price are µs per event.
+    floor_us = 1000 * sum(cost for cost in costs if cost is not None)
+    floor_us += result["parse_price"]["parse_us"] + result["parse_price"]["price_us"]
+    cap = CORES / floor_us * 1e6
+    slower = min(result["lean_consume"]["rate"], result["copy"]["usage_events"]["rate"])
+    return (
+        "The ledger's parts, each measured alone above (fetch + ack through `PullFetcher`, the SQL path with its "
+        f"roll-ups, `publish_all`, parse and price), cost {floor_us:.0f} µs of CPU per event, client and servers: "
+        f"on {CORES} cores no ledger made of them could pass {cap:,.0f} events/s, {cap / slower:.0%} of the slower "
+        "baseline read the second way."
+    )
 
 
 def _ratio(result: dict[str, Any], consume: str) -> str:
