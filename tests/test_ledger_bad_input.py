@@ -4,10 +4,13 @@ the same stream is still recorded: nothing is held up, nothing is lost."""
 from __future__ import annotations
 
 import asyncio
+import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -60,3 +63,27 @@ def test_invalid_events_are_dead_lettered_and_valid_ones_recorded(
         assert letter["headers"][DLQ_REASON_HEADER].strip()
         assert letter["headers"][DLQ_SEQUENCE_HEADER].isdigit()
     assert count_rows(env["DATABASE_URL"], "source LIKE %s", ("//fuzz/bad%",)) == 0
+
+
+def test_a_batch_with_nothing_to_publish_is_settled_at_once(ledger: tuple[dict[str, str], ServiceProcess]) -> None:
+    """A batch of only invalid events, or of events recorded before, has no `cg.cost.recorded` to publish: it must
+    not wait out the publish acknowledgement timeout (5 s) for acknowledgements that cannot come."""
+    env, process = ledger
+    started = time.monotonic()
+    asyncio.run(publish_mixed(env["NATS_URL"], [b"{not json"], "nothing-valid"))
+    wait_until(lambda: len(asyncio.run(dead_letters(env["NATS_URL"]))) == 1, timeout=30, message="not dead-lettered")
+    assert time.monotonic() - started < 4
+
+    event = encode(valid(0, "sent-twice"))
+    asyncio.run(publish_mixed(env["NATS_URL"], [event], "first-send"))
+    wait_until(lambda: count_rows(env["DATABASE_URL"]) == 1, timeout=30, message="not recorded")
+    started = time.monotonic()
+    asyncio.run(publish_mixed(env["NATS_URL"], [event], "second-send"))  # another message, the same event
+    wait_until(lambda: duplicates(process) == 1, timeout=30, message="the re-send was not settled")
+    assert time.monotonic() - started < 4
+
+
+def duplicates(process: ServiceProcess) -> float:
+    text = httpx.get(process.url + "/metrics", headers={"Accept": "text/plain"}, timeout=5).text
+    match = re.search(r"^cg_ledger_duplicates_total (\S+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0

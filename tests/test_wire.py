@@ -120,3 +120,7 @@ async def test_while_reconnecting_a_batch_beyond_the_buffer_is_refused(tmp_path:
     finally:
         with contextlib.suppress(ConnectionResetError):  # nats-py's close drains the dead transport
             await client.close()
+
+
+async def test_publish_all_of_nothing_returns_at_once(nc: NATS) -> None:
+    assert await asyncio.wait_for(publish_all(nc.jetstream(), [], ack_wait_secs=60), 10) == []

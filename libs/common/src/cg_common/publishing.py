@@ -65,6 +65,8 @@ async def publish_all(
     (`wire`), and re-sent as they are. Returns the acks in order; raises PublishError once a message has gone
     unacknowledged `attempts` times.
     """
+    if not messages:
+        return []  # nothing will be acknowledged: waiting for it would take the whole ack_wait_secs
     nc: NATS = js._nc  # the JetStream context's own connection
     encoded = [(message.subject, message.header_block(), message.payload) for message in messages]
     for _subject, headers, payload in encoded:
