@@ -24,7 +24,8 @@ async def connect_nats(url: str, *, name: str, connect_timeout: int = 5) -> NATS
         log.warning("nats error", error=str(error) or type(error).__name__)
 
     async def on_disconnected() -> None:
-        log.warning("nats disconnected")
+        if not nc.is_closed:  # closing on purpose disconnects too: that is no warning
+            log.warning("nats disconnected")
 
     async def on_reconnected() -> None:
         log.info("nats reconnected", server=str(nc.connected_url.netloc if nc.connected_url else ""))
