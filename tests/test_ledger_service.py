@@ -1,4 +1,5 @@
-"""The ledger as an operator sees it: health and metrics, an outage of Postgres, and a clean stop on SIGTERM."""
+"""The ledger as an operator sees it: health and metrics, an outage of Postgres, a restart of NATS, and a clean stop
+on SIGTERM."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import nats
 import psycopg
 
 from cg_common.migrate import apply_migrations
-from cg_common.subjects import USAGE_STREAM
+from cg_common.publishing import Outgoing, publish_all
+from cg_common.subjects import COST_STREAM, USAGE, USAGE_STREAM
+from cg_devstack.nats_server import start_nats
 from cg_devstack.servers import start_postgres
 from tests.support.processes import free_port, running_ledger, start_ledger
 from tests.support.usage import count_rows, dead_letters, encode, publish_mixed, usage_event, wait_until
@@ -79,6 +82,54 @@ def test_postgres_outage_holds_messages_back_until_it_returns(ledger_env: dict[s
         assert count_rows(postgres.url, "event_id LIKE %s", ("during-%",)) == 50
     finally:
         postgres.stop()
+
+
+def test_a_nats_restart_mid_ingest_loses_and_doubles_nothing(ledger_env: dict[str, str], tmp_path: Path) -> None:
+    """nats-server stops while the ledger is working through a backlog and comes back on its own storage: the ledger
+    reconnects by itself (its fetch inbox and PubAck inboxes are re-subscribed), and in the end every event is
+    recorded once, with one `cg.cost.recorded` each and nothing dead-lettered."""
+    count = 60_000
+    port = free_port()
+    server = start_nats(tmp_path / "nats", port=port)
+    env = {**ledger_env, "NATS_URL": server.url}
+    try:
+        with running_ledger(env, tmp_path / "ledger.log") as ledger:
+            asyncio.run(publish_in_chunks(server.url, events("restart", count)))
+            wait_until(lambda: count_rows(env["DATABASE_URL"]) > 0, timeout=30, message="ingest did not start")
+            server.stop()
+            recorded_while_down = count_rows(env["DATABASE_URL"])
+            assert recorded_while_down < count, "the backlog was done before NATS stopped: nothing was tested"
+            time.sleep(2)
+            server = start_nats(tmp_path / "nats", port=port)
+            wait_until(
+                lambda: count_rows(env["DATABASE_URL"]) == count, timeout=120, message="the ledger did not resume"
+            )
+            assert ledger.process.poll() is None
+        assert asyncio.run(stream_messages(server.url, COST_STREAM.name)) == count
+        assert asyncio.run(dead_letters(server.url)) == []
+    finally:
+        server.stop()
+
+
+async def publish_in_chunks(nats_url: str, payloads: list[bytes]) -> None:
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        for start in range(0, len(payloads), 5_000):
+            chunk = payloads[start : start + 5_000]
+            await publish_all(
+                js, [Outgoing(f"{USAGE}.restart", p, f"restart-{start + n}") for n, p in enumerate(chunk)]
+            )
+    finally:
+        await nc.close()
+
+
+async def stream_messages(nats_url: str, stream: str) -> int:
+    nc = await nats.connect(nats_url)
+    try:
+        return (await nc.jetstream().stream_info(stream)).state.messages or 0
+    finally:
+        await nc.close()
 
 
 def test_sigterm_finishes_the_batch_in_hand_and_exits_cleanly(ledger_env: dict[str, str], tmp_path: Path) -> None:

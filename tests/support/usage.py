@@ -85,6 +85,8 @@ async def dead_letters(nats_url: str) -> list[dict[str, Any]]:
     try:
         js = nc.jetstream()
         info = await js.stream_info(DLQ_STREAM.name)
+        if not info.state.messages:
+            return []  # a stream never written to has first_seq 0, which get_msg refuses
         found = []
         for seq in range(info.state.first_seq, info.state.last_seq + 1):
             msg = await js.get_msg(DLQ_STREAM.name, seq)
