@@ -15,6 +15,7 @@ import nats
 import psycopg
 import pytest
 import redis
+from nats.aio.client import Client as NATS
 
 from cg_api.app import create_app
 from cg_api.settings import ApiSettings
@@ -107,6 +108,14 @@ async def api_client(settings: ApiSettings) -> AsyncIterator[httpx.AsyncClient]:
         httpx.AsyncClient(transport=transport, base_url="http://api.test", headers=headers) as client,
     ):
         yield client
+
+
+@pytest.fixture
+async def nc(stack: Stack) -> AsyncIterator[NATS]:
+    """A plain NATS connection to the session's server."""
+    client: NATS = await nats.connect(stack.nats_url)
+    yield client
+    await client.close()
 
 
 @pytest.fixture

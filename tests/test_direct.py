@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import nats
@@ -36,13 +35,6 @@ class Collector:
 
     async def wait(self) -> None:
         await asyncio.wait_for(self.all_in.wait(), 5)
-
-
-@pytest.fixture
-async def nc(stack: Stack) -> AsyncIterator[NATS]:
-    client: NATS = await nats.connect(stack.nats_url)
-    yield client
-    await client.close()
 
 
 async def test_raw_parts_reach_the_handler_and_other_subscriptions_are_untouched(nc: NATS) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import nats
@@ -22,13 +21,6 @@ from cg_common.pull import PullFetcher, ensure_consumer
 from cg_devstack.nats_server import start_nats
 from cg_devstack.servers import Stack
 from tests.support.jetstream import settled_consumer_info
-
-
-@pytest.fixture
-async def nc(stack: Stack) -> AsyncIterator[NATS]:
-    client: NATS = await nats.connect(stack.nats_url)
-    yield client
-    await client.close()
 
 
 async def test_commands_arrive_in_order_with_their_headers(nc: NATS) -> None:
