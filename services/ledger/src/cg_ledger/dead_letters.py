@@ -82,6 +82,9 @@ async def _read_all(js: JetStreamContext, subject: str, *, last: int) -> AsyncGe
         mem_storage=True,
     )
     consumer = await js.add_consumer(DLQ_STREAM.name, config=config)
+    if not consumer.num_pending:  # none on this subject: no need to wait for a fetch to come back empty
+        await js.delete_consumer(DLQ_STREAM.name, consumer.name)
+        return
     fetcher = PullFetcher(js, DLQ_STREAM.name, consumer.name)
     await fetcher.start()
     try:
