@@ -3,11 +3,12 @@
 nats-py hands every incoming message to a subscription through header parsing, a `Msg`, an asyncio queue and a
 task that awaits the callback, and the ledger receives two messages per event (the usage message and the PubAck of
 its `cg.cost.recorded`). Bypassing that saved 2.5 µs of CPU per message fetched and acknowledged, and 1.2 µs per
-message published (measured against a real nats-server, 200,000 messages each). A direct subscription is an ordinary nats-py subscription (so
-reconnects re-subscribe it and `unsubscribe` works as usual) whose messages are handed, as the protocol parser read
-them, to a plain function called in the read loop. That function must be quick, must not block and must not raise
-(anything it raises is reported to the connection's error callback and the message is dropped, as nats-py drops a
-message a slow consumer cannot take).
+message published (measured against a real nats-server, 200,000 messages each).
+
+A direct subscription is an ordinary nats-py subscription (so reconnects re-subscribe it and `unsubscribe` works as
+usual) whose messages are handed, as the protocol parser read them, to a plain function called in the read loop.
+That function must be quick, must not block and must not raise (anything it raises is reported to the connection's
+error callback and the message is dropped, as nats-py drops a message a slow consumer cannot take).
 
 This relies on nats-py's `Client._process_msg(sid, subject, reply, data, headers)`, the method its parser calls for
 each MSG/HMSG; the nats-py version is pinned and `tests/test_direct.py` covers the hook.
