@@ -17,7 +17,7 @@ import pytest
 from psycopg import sql
 
 from cg_api.summary_repo import split_range
-from cg_api.usage_repo import UsageFilter, page_query
+from cg_api.usage_repo import UsageFilter, hours_query, page_query
 from tests.support.keys import fake_openai_key
 from tests.support.usage_rows import UsageRow, fold, insert_usage
 
@@ -189,6 +189,95 @@ async def test_cursor_pagination_walks_every_row_once_in_order(
             insert_usage(db, [UsageRow(occurred_at=at(9))])
     assert walked == expected
     assert pages == 9  # 87 rows at 10 a page: the last page holds 7 and says there is nothing after it
+
+
+@pytest.mark.parametrize(
+    ("column", "where"),
+    [
+        ("model", UsageFilter(model="rare")),
+        ("source", UsageFilter(source="rare")),
+        ("provider", UsageFilter(provider="rare")),
+    ],
+)
+def test_the_hours_of_a_filter_are_found_through_an_index(
+    column: str, where: UsageFilter, api: httpx.AsyncClient, db: psycopg.Connection[Any]
+) -> None:
+    """With a large hourly roll-up, the look-up of a filter's hours reads that column's index, not the whole table."""
+    db.execute(
+        """INSERT INTO usage_rollup_hourly (bucket, key_id, source, provider, model, events)
+           SELECT %s - (n / 40) * interval '1 hour', n %% 7, '//s' || n %% 40, 'p' || n %% 3, 'm' || n %% 40, 1
+           FROM generate_series(1, 60000) AS n""",
+        (at(60),),
+    )
+    db.execute("ANALYZE usage_rollup_hourly")
+    db.commit()
+    query, params = hours_query(where, below=None, oldest=None)
+    plan = "\n".join(str(row[0]) for row in db.execute(sql.SQL("EXPLAIN ") + query, params))
+    assert f"usage_rollup_hourly_{column}" in plan and "Seq Scan on usage_rollup_hourly" not in plan, plan
+
+
+async def walk(api: httpx.AsyncClient, params: dict[str, Any]) -> list[int]:
+    """Every id GET /data gives for `params`, following the cursors."""
+    walked: list[int] = []
+    cursor: str | None = None
+    while True:
+        response = await api.get("/data", params=params | ({"cursor": cursor} if cursor else {}))
+        assert response.status_code == 200, response.text
+        body = response.json()
+        walked += [item["id"] for item in body["items"]]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            return walked
+
+
+async def test_filtered_pages_read_through_the_roll_up_hours_miss_nothing(
+    api: httpx.AsyncClient, db: psycopg.Connection[Any]
+) -> None:
+    """model, source and provider pages come from the hours the roll-ups say hold such usage: walked page by page
+    they equal the rows themselves, whether their sums are folded or still pending, across more hours than one
+    look-up returns, with ties on the same moment and rows exactly on hour starts and range ends."""
+    rng = random.Random(11)
+    moments = [
+        at(1) + timedelta(seconds=rng.randrange(6 * 86_400), microseconds=rng.randrange(10**6)) for _ in range(300)
+    ]
+    moments += [at(2, 5)] * 4 + [at(3), at(3, 14), at(4, 0, 0, 0, 1), at(2, 4, 59, 59, 999_999)]
+    rows = [
+        UsageRow(
+            occurred_at=moment,
+            model=rng.choice(["gpt-4o", "o3-mini", "gpt-4o-mini-2024-07-18"]),
+            source=rng.choice(["//checkout/prod", "//batch"]),
+            provider=rng.choice(["openai", "openai", "azure"]),
+        )
+        for moment in moments
+    ]
+    ids = insert_usage(db, rows[:200])
+    fold(db)  # these sums are in the hourly roll-up, the rest stay pending
+    ids += insert_usage(db, rows[200:])
+    by_id = dict(zip(ids, rows, strict=True))
+
+    def expected(**where: Any) -> list[int]:
+        since, until = where.pop("since", None), where.pop("until", None)
+        kept = [
+            i
+            for i, row in by_id.items()
+            if all(getattr(row, name) == value for name, value in where.items())
+            and (since is None or row.occurred_at >= since)
+            and (until is None or row.occurred_at < until)
+        ]
+        return sorted(kept, key=lambda i: (by_id[i].occurred_at, i), reverse=True)
+
+    cases: list[dict[str, Any]] = [
+        {"model": "o3-mini"},
+        {"source": "//batch", "provider": "azure"},
+        {"provider": "openai", "model": "gpt-4o"},
+        {"model": "gpt-4o", "since": at(2, 5), "until": at(4, 0, 0, 0, 1)},
+        {"source": "//checkout/prod", "since": at(3, 14), "until": at(5, 7, 30)},
+        {"model": "no-such-model"},
+    ]
+    for case in cases:
+        params = {k: iso(v) if isinstance(v, datetime) else v for k, v in case.items()}
+        for limit in (1, 7, 1000):
+            assert await walk(api, params | {"limit": limit}) == expected(**case), (case, limit)
 
 
 async def test_a_full_last_page_has_no_cursor(api: httpx.AsyncClient, db: psycopg.Connection[Any]) -> None:

@@ -5,8 +5,8 @@ The ledger writes these tables; the api only reads them, and clears them on DELE
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from psycopg import sql
@@ -18,6 +18,9 @@ RECORD_COLUMNS = sql.SQL(
        cached_input_tokens, output_tokens, requests, cost, price_source, attributes"""
 )
 RESET_LOCK_TIMEOUT = "5s"
+ROLLUP_FILTERS = ("model", "source", "provider")  # filters the roll-ups can answer; key_id has an index of its own
+HOURS_PER_LOOKUP = 24
+HOUR = timedelta(hours=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,9 +39,86 @@ async def page(
     conn: Connection, where: UsageFilter, *, after: tuple[datetime, int] | None, limit: int
 ) -> list[dict[str, Any]]:
     """Up to `limit` records newest first, strictly after the cursor's (occurred_at, id) in that order."""
+    if where.key_id is None and any(getattr(where, column) is not None for column in ROLLUP_FILTERS):
+        return await _page_by_hours(conn, where, after=after, limit=limit)
     query, params = page_query(where, after=after, limit=limit)
     cursor = await conn.execute(query, params)
     return await cursor.fetchall()
+
+
+async def _page_by_hours(
+    conn: Connection, where: UsageFilter, *, after: tuple[datetime, int] | None, limit: int
+) -> list[dict[str, Any]]:
+    """`page` for a model, source or provider: the hours holding such records are read off the roll-ups (hourly and
+    pending, through indexes of their own), newest first, and only those hours of usage_events are read. Through the
+    time index alone, a value with no recent records meant reading every record since its last one."""
+    # Hours are looked up before `below` (exclusive): the cursor's own hour is in (rows at the cursor's very moment
+    # may remain), the hour `until` starts is not (it is exclusive).
+    ends = [where.until] if where.until is not None else []
+    if after is not None:
+        ends.append(_hour_of(after[0]) + HOUR)
+    below = min(ends, default=None)
+    oldest = _hour_of(where.since) if where.since is not None else None
+    rows: list[dict[str, Any]] = []
+    while len(rows) < limit:
+        hours = await _hours_with_usage(conn, where, below=below, oldest=oldest)
+        for hour in hours:
+            within = replace(
+                where,
+                since=max(hour, where.since) if where.since is not None else hour,
+                until=min(hour + HOUR, where.until) if where.until is not None else hour + HOUR,
+            )
+            query, params = page_query(within, after=after, limit=limit - len(rows))
+            rows += await (await conn.execute(query, params)).fetchall()
+            if len(rows) >= limit:
+                break
+        if len(hours) < HOURS_PER_LOOKUP:
+            break
+        below = hours[-1]
+    return rows
+
+
+async def _hours_with_usage(
+    conn: Connection, where: UsageFilter, *, below: datetime | None, oldest: datetime | None
+) -> list[datetime]:
+    query, params = hours_query(where, below=below, oldest=oldest)
+    cursor = await conn.execute(query, params)
+    return [row["bucket"] for row in await cursor.fetchall()]
+
+
+def hours_query(
+    where: UsageFilter, *, below: datetime | None, oldest: datetime | None
+) -> tuple[sql.Composed, list[Any]]:
+    """Up to HOURS_PER_LOOKUP hours (their starts), newest first, starting before `below` and not before `oldest`,
+    in which some recorded usage matches the filter's model, source and provider: the SQL and its parameters. Each
+    roll-up is read newest hour first through an index on the filtered column and stops at enough hours."""
+    conditions: list[sql.Composable] = []
+    params: list[Any] = []
+    for column in ROLLUP_FILTERS:
+        value = getattr(where, column)
+        if value is not None:
+            conditions.append(sql.SQL("{} = %s").format(sql.Identifier(column)))
+            params.append(value)
+    if below is not None:
+        conditions.append(sql.SQL("bucket < %s"))
+        params.append(below)
+    if oldest is not None:
+        conditions.append(sql.SQL("bucket >= %s"))
+        params.append(oldest)
+    matching = sql.SQL(" AND ").join(conditions)
+    query = sql.SQL(
+        """SELECT bucket FROM (
+               (SELECT DISTINCT bucket FROM usage_rollup_hourly WHERE {matching} ORDER BY bucket DESC LIMIT %s)
+               UNION
+               (SELECT DISTINCT bucket FROM usage_rollup_pending WHERE {matching} ORDER BY bucket DESC LIMIT %s)
+           ) AS hours ORDER BY bucket DESC LIMIT %s"""
+    ).format(matching=matching)
+    return query, [*params, HOURS_PER_LOOKUP, *params, HOURS_PER_LOOKUP, HOURS_PER_LOOKUP]
+
+
+def _hour_of(moment: datetime) -> datetime:
+    """The start of the UTC hour holding `moment`, as the roll-ups' `bucket`."""
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 def page_query(where: UsageFilter, *, after: tuple[datetime, int] | None, limit: int) -> tuple[sql.Composed, list[Any]]:
