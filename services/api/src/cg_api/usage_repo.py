@@ -49,9 +49,9 @@ async def page(
 async def _page_by_hours(
     conn: Connection, where: UsageFilter, *, after: tuple[datetime, int] | None, limit: int
 ) -> list[dict[str, Any]]:
-    """`page` for a model, source or provider: the hours holding such records are read off the roll-ups (hourly and
-    pending, through indexes of their own), newest first, and only those hours of usage_events are read. Through the
-    time index alone, a value with no recent records meant reading every record since its last one."""
+    """`page` for a model, source or provider: the hours holding such records are read off the hourly roll-up
+    (through an index per column) and the pending sums, newest first, and only those hours of usage_events are read.
+    Through the time index alone, a value with no recent records meant reading every record since its last one."""
     # Hours are looked up before `below` (exclusive): the cursor's own hour is in (rows at the cursor's very moment
     # may remain), the hour `until` starts is not (it is exclusive).
     ends = [where.until] if where.until is not None else []
@@ -127,7 +127,7 @@ def page_query(where: UsageFilter, *, after: tuple[datetime, int] | None, limit:
     Keyset pagination on (occurred_at DESC, id DESC): each page costs the same however deep it is, and rows recorded
     meanwhile never shift a page (OFFSET would skip or repeat them). With `key_id` the key's own index
     (`usage_events_key`) gives its rows in that order, however few it has; the other filters read the time index
-    and skip what does not match."""
+    and skip what does not match, which `page` keeps to the hours that hold matching rows."""
     conditions: list[sql.Composable] = []
     params: list[Any] = []
     for column in ("key_id", "model", "source", "provider"):
