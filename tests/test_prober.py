@@ -4,6 +4,7 @@ retries with back-off, completion usage, a SIGKILL mid-probe, and the key never 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -20,7 +21,8 @@ from cg_common.heartbeats import heartbeat_key
 from cg_common.probes import ProbeRequest
 from cg_common.subjects import BILLING_STREAM, USAGE_STREAM
 from cg_common.usage_event import parse_usage_event
-from cg_prober.organization import organization_source
+from cg_prober.keys_repo import UsageFigures
+from cg_prober.organization import late_addition, organization_source
 from tests.fake_openai import FakeServer, fake_key, running_fake_openai
 from tests.support.leaks import database_holds, nats_holds
 from tests.support.probing import (
@@ -298,6 +300,87 @@ def test_admin_key_organization_usage_is_recorded_once_even_when_pulled_twice(
     assert all(isinstance(day["computed"], str) for day in answer["days"])
     assert asyncio.run(nats_holds(prober_env["NATS_URL"], admin)) == []
     assert admin not in (tmp_path / "prober.log").read_text()
+
+
+def test_usage_openai_adds_to_an_hour_after_it_ended_is_recorded_once(
+    prober_env: dict[str, str], ledger_env: dict[str, str], master_key: str, fake: FakeServer, tmp_path: Path
+) -> None:
+    """OpenAI reports more usage for two recent hours after they were recorded: the next probe sends what was added,
+    once, and a probe after that sends nothing more; the ledger's totals end equal to what OpenAI says now."""
+    database_url = prober_env["DATABASE_URL"]
+    admin = fake_key(admin=True)
+    key_id = store_key(database_url, master_key, admin, kind="admin")
+    source = organization_source(fingerprint(admin))
+    fake.fake.served_usage.clear()
+    last_hour = int(time.time()) // 3600 * 3600 - 3600
+
+    def probe() -> None:
+        request = probe_request(key_id)
+        asyncio.run(publish_requests(prober_env["NATS_URL"], [request]))
+        assert wait_for_results(prober_env["NATS_URL"], {request.request_id}, timeout=30)[request.request_id].ok
+        wait_until(
+            lambda: asyncio.run(_ledger_pending(prober_env["NATS_URL"])) == 0,
+            timeout=30,
+            message="the ledger did not drain the usage stream",
+        )
+
+    def recorded() -> tuple[int, ...]:
+        with psycopg.connect(database_url) as conn:
+            row = conn.execute(
+                """SELECT count(*), sum(input_tokens), sum(output_tokens), sum(cached_input_tokens), sum(requests)
+                   FROM usage_events WHERE source = %s""",
+                (source,),
+            ).fetchone()
+        assert row is not None
+        return tuple(int(v) for v in row)
+
+    def served() -> tuple[int, ...]:
+        rows = list(fake.fake.served_usage.values())
+        figures = ("input_tokens", "output_tokens", "input_cached_tokens", "num_model_requests")
+        return tuple(sum(r[name] for r in rows) for name in figures)
+
+    try:
+        with (
+            running_ledger(ledger_env, tmp_path / "ledger.log"),
+            running_prober(prober_env, tmp_path / "prober.log"),
+        ):
+            probe()
+            before = recorded()
+            assert before[1:] == served()
+            fake.fake.late_usage.update({last_hour: 2, last_hour - 2 * 3600: 1})
+            probe()
+            after = recorded()
+            assert after[1:] == served() and after[1:] != before[1:]
+            late_groups = sum(1 for (hour, _group) in fake.fake.served_usage if hour in fake.fake.late_usage)
+            assert after[0] == before[0] + late_groups  # one late addition per group of those hours
+            probe()
+            assert recorded() == after  # pulled again, nothing new: nothing more
+    finally:
+        fake.fake.late_usage.clear()
+
+
+def test_a_late_addition_is_what_a_bucket_holds_beyond_the_record() -> None:
+    event = {
+        "id": "1764576000:gpt-4o:proj:key",
+        "data": {
+            "requests": 5,
+            "input_tokens": 900,
+            "cached_input_tokens": 100,
+            "output_tokens": 50,
+            "provider": "openai",
+            "model": "gpt-4o",
+        },
+    }
+    recorded = UsageFigures(requests=3, input_tokens=600, cached_input_tokens=100, output_tokens=20)
+    late = late_addition(event, recorded)
+    assert late is not None
+    assert late["id"] == "1764576000:gpt-4o:proj:key|after:3:600:100:20"
+    assert (late["data"]["requests"], late["data"]["input_tokens"], late["data"]["output_tokens"]) == (2, 300, 30)
+    assert late["data"]["cached_input_tokens"] == 0 and late["data"]["model"] == "gpt-4o"
+    same = UsageFigures(requests=5, input_tokens=900, cached_input_tokens=100, output_tokens=50)
+    assert late_addition(event, same) is None  # nothing new
+    lowered = UsageFigures(requests=6, input_tokens=900, cached_input_tokens=100, output_tokens=50)
+    assert late_addition(event, lowered) is None  # usage cannot be taken back: the record stays
 
 
 async def _ledger_pending(nats_url: str) -> int:

@@ -65,6 +65,7 @@ class FakeOpenAI:
         self.requests: Counter[str] = Counter()
         # (bucket start, group) → the result served: what an exactly-once ledger must end up with.
         self.served_usage: dict[tuple[int, tuple[Any, ...]], dict[str, Any]] = {}
+        self.late_usage: dict[int, int] = {}  # hour start → requests per group reported after the hour ended
         self.served_costs: dict[tuple[int, Any], dict[str, Any]] = {}
         self.app = Starlette(
             routes=[
@@ -223,6 +224,7 @@ class FakeOpenAI:
             group_by=group_by,
             limit=int(query["limit"]) if query.get("limit") else None,
             page=query.get("page"),
+            late=self.late_usage,
         )
         for bucket in page["data"]:
             for result in bucket["results"]:

@@ -4,7 +4,7 @@ paginated as OpenAI's `/organization/usage/completions` and `/organization/costs
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -34,14 +34,16 @@ class UsageRecord:
     requests: int
 
 
-def usage_records(hour: int) -> list[UsageRecord]:
-    """What happened in one hour: the same numbers for the same hour, every time it is asked."""
+def usage_records(hour: int, late: int = 0) -> list[UsageRecord]:
+    """What happened in one hour: the same numbers for the same hour, every time it is asked, plus `late` requests
+    per group that OpenAI reported after the hour ended."""
     records = []
     for m, model in enumerate(MODELS):
         for p, project in enumerate(PROJECTS):
             seed = (hour // HOUR) % 97 + 10 * m + 3 * p + 1
             if seed % 5 == 0:  # some groups are idle in some hours, as real ones are
                 continue
+            seed += late
             records.append(
                 UsageRecord(
                     hour=hour,
@@ -75,16 +77,25 @@ def floor_to(moment: int, width: int) -> int:
 
 
 def usage_page(
-    *, start_time: int, end_time: int, bucket_width: str, group_by: Sequence[str], limit: int | None, page: str | None
+    *,
+    start_time: int,
+    end_time: int,
+    bucket_width: str,
+    group_by: Sequence[str],
+    limit: int | None,
+    page: str | None,
+    late: Mapping[int, int],
 ) -> dict[str, Any]:
-    """A page of `organization.usage.completions.result` buckets (empty buckets included, as OpenAI sends them)."""
+    """A page of `organization.usage.completions.result` buckets (empty buckets included, as OpenAI sends them);
+    `late` adds requests per group to some hours (hour start → requests), as reports arriving after the hour."""
     width = {"1m": 60, "1h": HOUR, "1d": DAY}[bucket_width]
     size = min(limit or DEFAULT_LIMITS[bucket_width], MAX_LIMITS[bucket_width])
     first = decode_page(page) if page else floor_to(start_time, width)
     buckets: list[dict[str, Any]] = []
     start = first
     while start < end_time and len(buckets) < size:
-        records = [r for hour in range(floor_to(start, HOUR), start + width, HOUR) for r in usage_records(hour)]
+        hours = range(floor_to(start, HOUR), start + width, HOUR)
+        records = [r for hour in hours for r in usage_records(hour, late.get(hour, 0))]
         records = [r for r in records if start <= r.hour < start + width]
         buckets.append(
             {"object": "bucket", "start_time": start, "end_time": start + width, "results": _group(records, group_by)}

@@ -1,4 +1,5 @@
-"""The prober's only SQL: reading a stored key. The prober never writes PostgreSQL."""
+"""The prober's only SQL: reading stored keys, and what the ledger recorded of an organization's usage. The prober
+never writes PostgreSQL."""
 
 from __future__ import annotations
 
@@ -55,3 +56,29 @@ async def last_billed_day(conn: Connection, source: str) -> date | None:
     cursor = await conn.execute("SELECT max(day) AS last FROM billed_costs WHERE source = %s", (source,))
     row = await cursor.fetchone()
     return row["last"] if row else None
+
+
+@dataclass(frozen=True, slots=True)
+class UsageFigures:
+    requests: int
+    input_tokens: int
+    cached_input_tokens: int
+    output_tokens: int
+
+
+async def recorded_usage(conn: Connection, source: str, *, since: int) -> dict[str, UsageFigures]:
+    """What the ledger recorded of `source`'s organization usage from hour `since` (Unix seconds) on, summed per
+    event id once each id's late additions (`<id>|…`) are folded in. Ids start with their hour in Unix seconds, so the
+    `(source, event_id)` index finds them by range."""
+    cursor = await conn.execute(
+        """SELECT split_part(event_id, '|', 1) AS base, sum(requests) AS requests, sum(input_tokens) AS input_tokens,
+                  sum(cached_input_tokens) AS cached_input_tokens, sum(output_tokens) AS output_tokens
+           FROM usage_events WHERE source = %s AND event_id >= %s GROUP BY 1""",
+        (source, str(since)),
+    )
+    return {
+        row["base"]: UsageFigures(
+            int(row["requests"]), int(row["input_tokens"]), int(row["cached_input_tokens"]), int(row["output_tokens"])
+        )
+        for row in await cursor.fetchall()
+    }

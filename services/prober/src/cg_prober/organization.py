@@ -3,9 +3,11 @@ events the ledger records like any other.
 
 Stable ids make pulling a bucket twice harmless: an event is `<bucket start>:<model>:<project>:<api key id>` under the
 source `//openai.com/organization/<admin key fingerprint>`, and the ledger counts each (source, id) once. Only whole
-hours are pulled (the hour in progress would be recorded early and incomplete, then ignored when complete). Where to
-start is read from what the ledger recorded for that source (the newest bucket, pulled again since OpenAI may still
-add to it); a first pull reaches back `ORG_USAGE_LOOKBACK_HOURS`.
+hours are pulled (the hour in progress would be recorded early and incomplete). Where to start is read from what the
+ledger recorded for that source: the newest bucket, and at least the last LATE_USAGE_HOURS, are pulled again, since
+OpenAI may add usage to an hour after it ended. What a bucket holds beyond what was recorded goes out as a late
+addition, `<id>|after:<requests>:<input>:<cached>:<output>` (the recorded figures it adds to): the same id from every
+prober that saw the same record, so it too is counted once. A first pull reaches back `ORG_USAGE_LOOKBACK_HOURS`.
 
 Billed costs come from `/organization/costs` (whole UTC days, per project and line item) the same way, resumed from
 the newest day the ledger stored in `billed_costs`, and go out as `BilledCost` messages on `cg.billing.openai.costs`.
@@ -31,7 +33,7 @@ from cg_common.publishing import Outgoing
 from cg_common.usage_event import USAGE_EVENT_TYPE, InvalidEventError
 from cg_common.usage_publisher import prepare_usage
 from cg_prober import metrics, upstream
-from cg_prober.keys_repo import StoredKey, last_billed_day, last_recorded_at
+from cg_prober.keys_repo import StoredKey, UsageFigures, last_billed_day, last_recorded_at, recorded_usage
 
 log = get_logger(__name__)
 
@@ -39,6 +41,7 @@ HOUR = 3600
 DAY = 86_400
 ORG_USAGE_SUBJECT = "cg.usage.openai.organization"
 GROUP_BY = ("model", "project_id", "api_key_id")
+LATE_USAGE_HOURS = 3  # whole hours pulled again on every probe: OpenAI may still add to them
 MAX_PAGES = 100  # a week of hours is 7 pages of 24: far more means something is wrong upstream
 _MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+\-]{0,199}$")
 
@@ -62,7 +65,7 @@ class OrganizationPuller:
         first, buckets = await self._all_pages(api_key, "/organization/usage/completions", params)
         if not first.ok:
             return first, ()
-        events = self._events(source, buckets)
+        events = self._events(source, buckets, await self._recorded(source, start))
         costs = await self._costs(source, api_key)
         if isinstance(costs, upstream.Attempt):
             return costs, ()
@@ -129,12 +132,21 @@ class OrganizationPuller:
             last = None
         if last is None:
             return end - self._lookback_hours * HOUR
-        # The newest recorded hour again (OpenAI may still have added to it), and at least one hour, so that every
-        # probe of an admin key makes a call that proves the key.
-        return min(_floor_hour(last.timestamp()), end - HOUR)
+        # The newest recorded hour and the last few again (OpenAI may still add to them); this also makes every probe
+        # of an admin key a call that proves the key.
+        return min(_floor_hour(last.timestamp()), end - LATE_USAGE_HOURS * HOUR)
+
+    async def _recorded(self, source: str, start: int) -> dict[str, UsageFigures]:
+        try:
+            async with self._db.connection() as conn:
+                return await recorded_usage(conn, source, since=start)
+        except PsycopgError as error:
+            # Every bucket then goes out under its plain id: the ledger keeps what it had, only late additions wait.
+            log.warning("could not read the recorded usage; no late additions this time", error=type(error).__name__)
+            return {}
 
     @staticmethod
-    def _events(source: str, buckets: Sequence[Any]) -> list[Outgoing]:
+    def _events(source: str, buckets: Sequence[Any], recorded: dict[str, UsageFigures]) -> list[Outgoing]:
         events = []
         for bucket in buckets:
             if not isinstance(bucket, dict):
@@ -142,6 +154,8 @@ class OrganizationPuller:
             start = int(bucket.get("start_time") or 0)
             for result in bucket.get("results") or []:
                 event = _usage_event(source, start, result)
+                if event is not None and event["id"] in recorded:
+                    event = late_addition(event, recorded[event["id"]])
                 if event is None:
                     continue
                 try:
@@ -177,6 +191,29 @@ def _usage_event(source: str, start: int, result: Any) -> dict[str, Any] | None:
             "requests": int(result.get("num_model_requests") or 0),
             "attributes": attributes,
         },
+    }
+
+
+def late_addition(event: dict[str, Any], recorded: UsageFigures) -> dict[str, Any] | None:
+    """The part of a bucket's usage the ledger has not recorded yet, as an event of its own; None when there is none.
+    A bucket OpenAI lowered after it was recorded keeps the recorded figures: usage cannot be negative."""
+    data = event["data"]
+    added = {
+        "requests": data["requests"] - recorded.requests,
+        "input_tokens": data["input_tokens"] - recorded.input_tokens,
+        "cached_input_tokens": data["cached_input_tokens"] - recorded.cached_input_tokens,
+        "output_tokens": data["output_tokens"] - recorded.output_tokens,
+    }
+    if any(value < 0 for value in added.values()):
+        log.warning("organization usage lowered after it was recorded; the recorded figures stay", event_id=event["id"])
+        return None
+    if not any(added.values()):
+        return None
+    after = (recorded.requests, recorded.input_tokens, recorded.cached_input_tokens, recorded.output_tokens)
+    return {
+        **event,
+        "id": f"{event['id']}|after:{':'.join(str(figure) for figure in after)}",
+        "data": {**data, **added},
     }
 
 
