@@ -272,21 +272,7 @@ def test_admin_key_organization_usage_is_recorded_once_even_when_pulled_twice(
         )
     assert fake.fake.requests_of(admin) >= 4  # usage and costs, twice
     assert "cg_prober_org_usage_events_total" in metrics
-    served_rows = list(fake.fake.served_usage.values())
-    with psycopg.connect(database_url) as conn:
-        row = conn.execute(
-            """SELECT count(*), sum(input_tokens), sum(output_tokens), sum(cached_input_tokens), sum(requests)
-               FROM usage_events WHERE source = %s""",
-            (source,),
-        ).fetchone()
-    assert row is not None
-    assert tuple(int(v) for v in row) == (
-        len(served_rows),
-        sum(r["input_tokens"] for r in served_rows),
-        sum(r["output_tokens"] for r in served_rows),
-        sum(r["input_cached_tokens"] for r in served_rows),
-        sum(r["num_model_requests"] for r in served_rows),
-    )
+    assert recorded_totals(database_url, source) == (len(fake.fake.served_usage), *served_totals(fake))
     # Billed costs: every (day, project) OpenAI reported, stored once, and shown beside the computed cost.
     billed = [Decimal(repr(r["amount"]["value"])) for r in fake.fake.served_costs.values()]
     with psycopg.connect(database_url) as conn:
@@ -324,37 +310,22 @@ def test_usage_openai_adds_to_an_hour_after_it_ended_is_recorded_once(
             message="the ledger did not drain the usage stream",
         )
 
-    def recorded() -> tuple[int, ...]:
-        with psycopg.connect(database_url) as conn:
-            row = conn.execute(
-                """SELECT count(*), sum(input_tokens), sum(output_tokens), sum(cached_input_tokens), sum(requests)
-                   FROM usage_events WHERE source = %s""",
-                (source,),
-            ).fetchone()
-        assert row is not None
-        return tuple(int(v) for v in row)
-
-    def served() -> tuple[int, ...]:
-        rows = list(fake.fake.served_usage.values())
-        figures = ("input_tokens", "output_tokens", "input_cached_tokens", "num_model_requests")
-        return tuple(sum(r[name] for r in rows) for name in figures)
-
     try:
         with (
             running_ledger(ledger_env, tmp_path / "ledger.log"),
             running_prober(prober_env, tmp_path / "prober.log"),
         ):
             probe()
-            before = recorded()
-            assert before[1:] == served()
+            before = recorded_totals(database_url, source)
+            assert before[1:] == served_totals(fake)
             fake.fake.late_usage.update({last_hour: 2, last_hour - 2 * 3600: 1})
             probe()
-            after = recorded()
-            assert after[1:] == served() and after[1:] != before[1:]
+            after = recorded_totals(database_url, source)
+            assert after[1:] == served_totals(fake) and after[1:] != before[1:]
             late_groups = sum(1 for (hour, _group) in fake.fake.served_usage if hour in fake.fake.late_usage)
             assert after[0] == before[0] + late_groups  # one late addition per group of those hours
             probe()
-            assert recorded() == after  # pulled again, nothing new: nothing more
+            assert recorded_totals(database_url, source) == after  # pulled again, nothing new: nothing more
     finally:
         fake.fake.late_usage.clear()
 
@@ -381,6 +352,25 @@ def test_a_late_addition_is_what_a_bucket_holds_beyond_the_record() -> None:
     assert late_addition(event, same) is None  # nothing new
     lowered = UsageFigures(requests=6, input_tokens=900, cached_input_tokens=100, output_tokens=50)
     assert late_addition(event, lowered) is None  # usage cannot be taken back: the record stays
+
+
+def recorded_totals(database_url: str, source: str) -> tuple[int, ...]:
+    """Rows, input, output and cached tokens, and requests the ledger recorded for `source`."""
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            """SELECT count(*), sum(input_tokens), sum(output_tokens), sum(cached_input_tokens), sum(requests)
+               FROM usage_events WHERE source = %s""",
+            (source,),
+        ).fetchone()
+    assert row is not None
+    return tuple(int(v or 0) for v in row)
+
+
+def served_totals(fake: FakeServer) -> tuple[int, ...]:
+    """Input, output and cached tokens, and requests the fake OpenAI last served per bucket and group."""
+    rows = list(fake.fake.served_usage.values())
+    figures = ("input_tokens", "output_tokens", "input_cached_tokens", "num_model_requests")
+    return tuple(sum(r[name] for r in rows) for name in figures)
 
 
 async def _ledger_pending(nats_url: str) -> int:
