@@ -464,6 +464,17 @@ async def test_summary_bad_parameters_are_422(api: httpx.AsyncClient, params: di
     assert response.status_code == 422, response.text
 
 
+@pytest.mark.parametrize(
+    "params",
+    [{"until": "0001-01-01"}, {"until": "0001-01-30"}, {"since": "0001-01-01", "until": "9999-12-31"}, {}],
+)
+async def test_billed_of_extreme_ranges_is_not_an_error(api: httpx.AsyncClient, params: dict[str, str]) -> None:
+    """Found by the fuzz test: a default `since` 30 days before 0001-01-01 does not exist."""
+    response = await api.get("/usage/billed", params=params)
+    assert response.status_code == 200, response.text
+    assert response.json()["days"] == []
+
+
 async def test_summary_of_extreme_ranges_is_not_an_error(api: httpx.AsyncClient, db: psycopg.Connection[Any]) -> None:
     insert_usage(db, [UsageRow(occurred_at=at(1, 5))])
     for since, until in [("0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z"), ("9999-12-31T00:00:00Z", None)]:

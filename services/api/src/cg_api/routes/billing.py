@@ -58,7 +58,7 @@ async def billed(
     """Billed (OpenAI's `/organization/costs`) beside computed (the ledger's prices of `/organization/usage`), per UTC
     day, in USD."""
     until = until or datetime.now(UTC).date() + timedelta(days=1)
-    since = since or until - timedelta(days=DEFAULT_DAYS)
+    since = since or _days_before(until, DEFAULT_DAYS)
     if since > until:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
@@ -82,3 +82,8 @@ async def billed(
         billed=sum((d.billed for d in days if d.billed is not None), Decimal(0)),
         computed=sum((d.computed for d in days), Decimal(0)),
     )
+
+
+def _days_before(day: date, days: int) -> date:
+    """`day` minus `days`, or the first day there is when that would come before it."""
+    return day - timedelta(days=days) if day.toordinal() > days else date.min
