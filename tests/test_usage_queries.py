@@ -16,6 +16,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from cg_api.cursor import encode_cursor
 from cg_api.summary_repo import split_range
 from cg_api.usage_repo import UsageFilter, hours_query, page_query
 from tests.support.keys import fake_openai_key
@@ -462,6 +463,13 @@ async def test_summary_defaults_to_the_last_30_days_by_model(
 async def test_summary_bad_parameters_are_422(api: httpx.AsyncClient, params: dict[str, str]) -> None:
     response = await api.get("/usage/summary", params=params)
     assert response.status_code == 422, response.text
+
+
+@pytest.mark.parametrize("moment", [datetime(9999, 12, 31, 23, 59, tzinfo=UTC), datetime(1, 1, 1, tzinfo=UTC)])
+async def test_a_cursor_at_either_end_of_time_is_not_an_error(api: httpx.AsyncClient, moment: datetime) -> None:
+    for params in ({}, {"model": "gpt-4o"}, {"key_id": 1}):
+        response = await api.get("/data", params=params | {"cursor": encode_cursor(moment, 1)})
+        assert response.status_code == 200, (params, response.text)
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ RESET_LOCK_TIMEOUT = "5s"
 ROLLUP_FILTERS = ("model", "source", "provider")  # filters the roll-ups can answer; key_id has an index of its own
 HOURS_PER_LOOKUP = 24
 HOUR = timedelta(hours=1)
+LAST_HOUR = datetime.max.replace(tzinfo=UTC) - HOUR
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +56,7 @@ async def _page_by_hours(
     # Hours are looked up before `below` (exclusive): the cursor's own hour is in (rows at the cursor's very moment
     # may remain), the hour `until` starts is not (it is exclusive).
     ends = [where.until] if where.until is not None else []
-    if after is not None:
+    if after is not None and after[0] < LAST_HOUR:  # a cursor in the last hour there is bounds nothing
         ends.append(_hour_of(after[0]) + HOUR)
     below = min(ends, default=None)
     oldest = _hour_of(where.since) if where.since is not None else None
