@@ -11,19 +11,13 @@ instead of millions.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 from psycopg import sql
 
+from cg_api.buckets import DAY, EARLIEST_BUCKET, HOUR, LATEST_BUCKET, ceil, floor
 from cg_common.db import Connection
-
-HOUR = timedelta(hours=1)
-DAY = timedelta(days=1)
-# Bucket boundaries are computed within these bounds so that rounding never leaves Python's datetime range;
-# whatever lies outside them is read from usage_events, which stays exact.
-EARLIEST_BUCKET = datetime(1, 1, 2, tzinfo=UTC)
-LATEST_BUCKET = datetime(9999, 12, 30, tzinfo=UTC)
 
 FIGURES = ("events", "requests", "input_tokens", "cached_input_tokens", "output_tokens", "cost", "unpriced_events")
 
@@ -57,13 +51,13 @@ def split_range(since: datetime, until: datetime) -> Spans:
     24:00, day 2, hours 00:00–14:00 of day 3, raw 14:00–14:42."""
     if since >= until:
         return Spans()
-    first_hour = _ceil(max(since, EARLIEST_BUCKET), HOUR)
-    end_hour = _floor(min(until, LATEST_BUCKET), HOUR)
+    first_hour = ceil(max(since, EARLIEST_BUCKET), HOUR)
+    end_hour = floor(min(until, LATEST_BUCKET), HOUR)
     if first_hour >= end_hour:
         return Spans(raw=[(since, until)])
     raw = _non_empty([(since, first_hour), (end_hour, until)])
     whole_hours = (first_hour, end_hour)
-    first_day, end_day = _ceil(first_hour, DAY), _floor(end_hour, DAY)
+    first_day, end_day = ceil(first_hour, DAY), floor(end_hour, DAY)
     if first_day >= end_day:
         return Spans(hours=[whole_hours], raw=raw, whole_hours=whole_hours)
     hours = _non_empty([(first_hour, first_day), (end_day, end_hour)])
@@ -114,17 +108,6 @@ def _arms(spans: Spans, group_by: str) -> tuple[list[sql.Composable], list[Any]]
     for start, end in spans.raw:
         arm("usage_events", "occurred_at", _RECORD_FIGURES, start, end)
     return arms, params
-
-
-def _floor(moment: datetime, unit: timedelta) -> datetime:
-    if unit == DAY:
-        return moment.replace(hour=0, minute=0, second=0, microsecond=0)
-    return moment.replace(minute=0, second=0, microsecond=0)
-
-
-def _ceil(moment: datetime, unit: timedelta) -> datetime:
-    floor = _floor(moment, unit)
-    return floor if floor == moment else floor + unit
 
 
 def _non_empty(ranges: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:

@@ -6,11 +6,12 @@ The ledger writes these tables; the api only reads them, and clears them on DELE
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from psycopg import sql
 
+from cg_api.buckets import HOUR, LATEST_BUCKET, floor
 from cg_common.db import Connection
 
 RECORD_COLUMNS = sql.SQL(
@@ -20,8 +21,6 @@ RECORD_COLUMNS = sql.SQL(
 RESET_LOCK_TIMEOUT = "5s"
 ROLLUP_FILTERS = ("model", "source", "provider")  # filters the roll-ups can answer; key_id has an index of its own
 HOURS_PER_LOOKUP = 24
-HOUR = timedelta(hours=1)
-LAST_HOUR = datetime.max.replace(tzinfo=UTC) - HOUR
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +55,10 @@ async def _page_by_hours(
     # Hours are looked up before `below` (exclusive): the cursor's own hour is in (rows at the cursor's very moment
     # may remain), the hour `until` starts is not (it is exclusive).
     ends = [where.until] if where.until is not None else []
-    if after is not None and after[0] < LAST_HOUR:  # a cursor in the last hour there is bounds nothing
-        ends.append(_hour_of(after[0]) + HOUR)
+    if after is not None and after[0] < LATEST_BUCKET:  # past it, the cursor's hour bounds nothing
+        ends.append(floor(after[0], HOUR) + HOUR)
     below = min(ends, default=None)
-    oldest = _hour_of(where.since) if where.since is not None else None
+    oldest = floor(where.since, HOUR) if where.since is not None else None
     rows: list[dict[str, Any]] = []
     while len(rows) < limit:
         hours = await _hours_with_usage(conn, where, below=below, oldest=oldest)
@@ -93,13 +92,7 @@ def hours_query(
     """Up to HOURS_PER_LOOKUP hours (their starts), newest first, starting before `below` and not before `oldest`,
     in which some recorded usage matches the filter's model, source and provider: the SQL and its parameters. Each
     roll-up is read newest hour first through an index on the filtered column and stops at enough hours."""
-    conditions: list[sql.Composable] = []
-    params: list[Any] = []
-    for column in ROLLUP_FILTERS:
-        value = getattr(where, column)
-        if value is not None:
-            conditions.append(sql.SQL("{} = %s").format(sql.Identifier(column)))
-            params.append(value)
+    conditions, params = _equal_to(where, ROLLUP_FILTERS)
     if below is not None:
         conditions.append(sql.SQL("bucket < %s"))
         params.append(below)
@@ -117,11 +110,6 @@ def hours_query(
     return query, [*params, HOURS_PER_LOOKUP, *params, HOURS_PER_LOOKUP, HOURS_PER_LOOKUP]
 
 
-def _hour_of(moment: datetime) -> datetime:
-    """The start of the UTC hour holding `moment`, as the roll-ups' `bucket`."""
-    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-
-
 def page_query(where: UsageFilter, *, after: tuple[datetime, int] | None, limit: int) -> tuple[sql.Composed, list[Any]]:
     """The SQL of `page`, with its parameters.
 
@@ -129,13 +117,7 @@ def page_query(where: UsageFilter, *, after: tuple[datetime, int] | None, limit:
     meanwhile never shift a page (OFFSET would skip or repeat them). With `key_id` the key's own index
     (`usage_events_key`) gives its rows in that order, however few it has; the other filters read the time index
     and skip what does not match, which `page` keeps to the hours that hold matching rows."""
-    conditions: list[sql.Composable] = []
-    params: list[Any] = []
-    for column in ("key_id", "model", "source", "provider"):
-        value = getattr(where, column)
-        if value is not None:
-            conditions.append(sql.SQL("{} = %s").format(sql.Identifier(column)))
-            params.append(value)
+    conditions, params = _equal_to(where, ("key_id", *ROLLUP_FILTERS))
     if where.since is not None:
         conditions.append(sql.SQL("occurred_at >= %s"))
         params.append(where.since)
@@ -150,6 +132,15 @@ def page_query(where: UsageFilter, *, after: tuple[datetime, int] | None, limit:
         RECORD_COLUMNS, where_clause
     )
     return query, [*params, limit]
+
+
+def _equal_to(where: UsageFilter, columns: tuple[str, ...]) -> tuple[list[sql.Composable], list[Any]]:
+    """`column = value` for each of `columns` the filter sets, with the values."""
+    values = [(column, getattr(where, column)) for column in columns]
+    conditions: list[sql.Composable] = [
+        sql.SQL("{} = %s").format(sql.Identifier(column)) for column, value in values if value is not None
+    ]
+    return conditions, [value for _, value in values if value is not None]
 
 
 async def clear(conn: Connection) -> None:
