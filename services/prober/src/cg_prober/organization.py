@@ -33,7 +33,7 @@ from cg_common.publishing import Outgoing
 from cg_common.usage_event import USAGE_EVENT_TYPE, InvalidEventError
 from cg_common.usage_publisher import prepare_usage
 from cg_prober import metrics, upstream
-from cg_prober.keys_repo import StoredKey, UsageFigures, last_billed_day, last_recorded_at, recorded_usage
+from cg_prober.keys_repo import StoredKey, UsageFigures, last_billed_day, last_recorded_hour, recorded_usage
 
 log = get_logger(__name__)
 
@@ -124,7 +124,7 @@ class OrganizationPuller:
     async def _start(self, source: str, end: int) -> int:
         try:
             async with self._db.connection() as conn:
-                last = await last_recorded_at(conn, source)
+                last = await last_recorded_hour(conn, source)
         except PsycopgError as error:
             log.warning(
                 "could not read the last pulled bucket; pulling the whole look-back", error=type(error).__name__
@@ -134,7 +134,7 @@ class OrganizationPuller:
             return end - self._lookback_hours * HOUR
         # The newest recorded hour and the last few again (OpenAI may still add to them); this also makes every probe
         # of an admin key a call that proves the key.
-        return min(_floor_hour(last.timestamp()), end - LATE_USAGE_HOURS * HOUR)
+        return min(last, end - LATE_USAGE_HOURS * HOUR)
 
     async def _recorded(self, source: str, start: int) -> dict[str, UsageFigures]:
         try:
