@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import ingest, machine, overview, probes, ratelimit, summary, wrk
+from bench import dlq, ingest, machine, overview, probes, ratelimit, summary, wrk
 from bench.support import OtherLoad, code_version, drop_database, fresh_database, say
 from cg_common.crypto import new_master_key
 from cg_common.logging import configure_logging
@@ -90,6 +90,12 @@ def _probes(ctx: Context) -> str:
     return probes.markdown(result)
 
 
+def _dlq(ctx: Context) -> str:
+    result = dlq.run(ctx.work_dir)
+    _print_figures("dlq", result)
+    return dlq.markdown(result)
+
+
 def _overview(ctx: Context) -> str:
     result = overview.run(ctx.stack, ctx.work_dir, ctx.env)
     _print_figures("overview", result)
@@ -101,6 +107,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "ingest": Benchmark("End-to-end ingest: JetStream → ledger → PostgreSQL", _ingest),
     "summary": Benchmark("Usage summary over 10 million events", _summary),
     "probes": Benchmark("Probing 10,000 keys against a 100 ms OpenAI", _probes),
+    "dlq": Benchmark("Dead letters: listing and replaying 20,000", _dlq),
     "overview": Benchmark("Dashboard overview over 10 million events", _overview),
 }
 
