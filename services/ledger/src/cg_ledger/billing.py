@@ -8,13 +8,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from nats.aio.msg import Msg
-from psycopg import Error as PsycopgError
 from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
 
 from cg_common.billing import BilledCost
 from cg_common.consumer import ConsumerSpec, Outcome, TransientError
-from cg_common.db import Connection
+from cg_common.db import TRANSIENT_DB_ERRORS, Connection
 from cg_common.subjects import BILLING, BILLING_STREAM, DLQ
 
 UPSERT = """
@@ -58,6 +57,6 @@ class BilledCostRecorder:
             try:
                 async with self._db.connection() as conn, conn.transaction(), conn.cursor() as cursor:
                     await cursor.executemany(UPSERT, rows)
-            except PsycopgError as error:
+            except TRANSIENT_DB_ERRORS as error:
                 raise TransientError(f"billed costs not stored: {type(error).__name__}") from error
         return outcomes

@@ -23,11 +23,10 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
 
 from cg_common.consumer import Outcome, TransientError
-from cg_common.db import Connection
+from cg_common.db import TRANSIENT_DB_ERRORS, Connection
 from cg_common.logging import SecretScrubber
 from cg_common.probes import ProbeResult
 from cg_common.subjects import PROBE_RESULT_STREAM
-from cg_ledger.recorder import TRANSIENT_DB_ERRORS
 
 APPLIED = Counter("cg_ledger_probe_results_applied", "Probe results applied to a key's health.")
 IGNORED = Counter(

@@ -12,13 +12,12 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-import psycopg
 from nats.aio.msg import Msg
 from nats.js.client import JetStreamContext
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool
 
 from cg_common.consumer import Outcome, TransientError
-from cg_common.db import Connection
+from cg_common.db import TRANSIENT_DB_ERRORS, Connection
 from cg_common.pricing import Pricer
 from cg_common.publishing import PublishError, publish_all
 from cg_common.pull import deliveries
@@ -26,15 +25,6 @@ from cg_common.usage_event import InvalidEventError, UsageEvent, parse_usage_eve
 from cg_ledger import metrics
 from cg_ledger.cost_events import cost_recorded_message
 from cg_ledger.store import Stored, UsageRow, record_usage, recorded
-
-# Faults of the database or the network rather than of the data: the batch is retried as it is.
-TRANSIENT_DB_ERRORS = (
-    psycopg.OperationalError,
-    psycopg.errors.DeadlockDetected,
-    psycopg.errors.SerializationFailure,
-    psycopg.errors.LockNotAvailable,
-    PoolTimeout,
-)
 
 
 class UsageRecorder:

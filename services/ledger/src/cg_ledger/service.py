@@ -12,6 +12,7 @@ from cg_common.cache import connect_redis
 from cg_common.consumer import Consumer, ConsumerSpec, ConsumerStatsCollector
 from cg_common.db import open_pool
 from cg_common.health_server import readiness_server
+from cg_common.heartbeats import keep_beating
 from cg_common.logging import get_logger
 from cg_common.messaging import close_nats, connect_nats, ensure_service_streams
 from cg_common.pricing import Pricer
@@ -20,7 +21,6 @@ from cg_common.subjects import DLQ, PROBE_RESULT, PROBE_RESULT_STREAM, USAGE_ALL
 from cg_ledger import metrics
 from cg_ledger.billing import BilledCostRecorder, billing_consumer_spec
 from cg_ledger.folding import RollupFolder
-from cg_ledger.heartbeat import keep_beating
 from cg_ledger.key_health import KeyHealthRecorder
 from cg_ledger.recorder import UsageRecorder
 from cg_ledger.settings import LedgerSettings
@@ -79,7 +79,7 @@ async def run(settings: LedgerSettings) -> None:
         await health.start()
         on_termination(consumer.stop, billing.stop, health_consumer.stop)
         lag = asyncio.create_task(_track_lag(js, spec))
-        beating = asyncio.create_task(keep_beating(redis, lambda: nats.is_connected))
+        beating = asyncio.create_task(keep_beating(redis, "ledger", healthy=lambda: nats.is_connected))
         folder = RollupFolder(db, interval_secs=settings.ledger_fold_interval_secs)
         folding = asyncio.create_task(folder.run())
         log.info("ledger started", consumer=spec.durable, health_port=settings.ledger_port)

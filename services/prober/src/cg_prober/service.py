@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
-from redis.asyncio import Redis
-
+from cg_common.cache import connect_redis
 from cg_common.consumer import ConsumerSpec
 from cg_common.crypto import KeyCipher, new_master_key
 from cg_common.db import Connection, open_pool
 from cg_common.health_server import readiness_server
-from cg_common.heartbeats import beat
+from cg_common.heartbeats import keep_beating
 from cg_common.logging import get_logger
 from cg_common.messaging import close_nats, connect_nats, ensure_service_streams
 from cg_common.signals import on_termination
@@ -22,9 +21,6 @@ from cg_prober.organization import OrganizationPuller
 from cg_prober.settings import ProberSettings
 
 log = get_logger(__name__)
-
-HEARTBEAT_SECS = 5
-HEARTBEAT_TTL_SECS = 20
 
 
 def probe_consumer_spec(settings: ProberSettings) -> ConsumerSpec:
@@ -48,7 +44,7 @@ async def run(settings: ProberSettings) -> None:
         cipher = KeyCipher([new_master_key()])
     db = await open_pool(settings.database_url, name="cg-prober", max_size=8, configure=_read_only)
     nats = await connect_nats(settings.nats_url, name="cg-prober")
-    redis = Redis.from_url(settings.redis_url, socket_timeout=2)
+    redis = connect_redis(settings.redis_url, timeout_secs=1.0)
     client = upstream.new_client(
         base_url=settings.openai_base_url,
         timeout_secs=settings.probe_timeout_secs,
@@ -69,7 +65,7 @@ async def run(settings: ProberSettings) -> None:
         health = readiness_server(db, nats, port=settings.prober_port)
         await health.start()
         on_termination(consumer.stop)
-        heartbeat = asyncio.create_task(_heartbeat(redis))
+        heartbeat = asyncio.create_task(keep_beating(redis, "prober", healthy=lambda: nats.is_connected))
         log.info(
             "prober started",
             mode=settings.probe_mode,
@@ -93,12 +89,3 @@ async def _read_only(conn: Connection) -> None:
     """The prober never writes PostgreSQL, and the server holds it to that; autocommit spares a COMMIT per probe."""
     await conn.set_autocommit(True)
     await conn.execute("SET default_transaction_read_only = on")
-
-
-async def _heartbeat(redis: Redis) -> None:
-    while True:
-        try:
-            await beat(redis, "prober", ttl_secs=HEARTBEAT_TTL_SECS)
-        except Exception as error:  # Redis down: the beat lapses, which is what it is for
-            log.warning("heartbeat failed", error=type(error).__name__)
-        await asyncio.sleep(HEARTBEAT_SECS)

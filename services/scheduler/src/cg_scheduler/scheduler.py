@@ -43,9 +43,14 @@ class Scheduler:
         self._clock = clock
         self._slot: int | None = None
         self._sent: set[int] = set()
+        self.working = False  # whether the last tick read the keys and had every due request acknowledged
 
     async def tick(self) -> bool:
         """Publish what is due now; True when the keys were read and every due request was acknowledged."""
+        self.working = await self._tick()
+        return self.working
+
+    async def _tick(self) -> bool:
         now = self._clock()
         slot = int(now) // self._interval
         try:

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from cg_common.cache import connect_redis
 from cg_common.db import open_pool
 from cg_common.health_server import readiness_server
-from cg_common.heartbeats import beat
+from cg_common.heartbeats import keep_beating
 from cg_common.logging import get_logger
 from cg_common.messaging import close_nats, connect_nats, ensure_service_streams
 from cg_common.signals import on_termination
@@ -22,8 +18,6 @@ from cg_scheduler.settings import SchedulerSettings
 log = get_logger(__name__)
 
 MAX_TICK_SECS = 1.0  # how late a key may be published after its moment; also how soon a deactivation takes effect
-BEAT_EVERY_SECS = 2.0
-BEAT_TTL_SECS = 10  # a scheduler silent this long is reported dead by the api
 
 
 def tick_secs(interval_secs: int) -> float:
@@ -43,9 +37,13 @@ async def run(settings: SchedulerSettings) -> None:
         stopping = asyncio.Event()
         on_termination(stopping.set)
         log.info("scheduler started", interval_secs=settings.probe_interval_secs, health_port=settings.scheduler_port)
+        scheduler = Scheduler(db, js, interval_secs=settings.probe_interval_secs)
+        # The heartbeat says "scheduling works": it is only given while the last tick read the keys and published.
+        beating = asyncio.create_task(keep_beating(redis, "scheduler", healthy=lambda: scheduler.working))
         try:
-            await _loop(Scheduler(db, js, interval_secs=settings.probe_interval_secs), redis, stopping, settings)
+            await _loop(scheduler, stopping, settings)
         finally:
+            beating.cancel()
             await health.stop()
         log.info("scheduler stopped")
     finally:
@@ -54,16 +52,9 @@ async def run(settings: SchedulerSettings) -> None:
         await db.close()
 
 
-async def _loop(scheduler: Scheduler, redis: Redis, stopping: asyncio.Event, settings: SchedulerSettings) -> None:
+async def _loop(scheduler: Scheduler, stopping: asyncio.Event, settings: SchedulerSettings) -> None:
     period = tick_secs(settings.probe_interval_secs)
-    last_beat = float("-inf")
     while not stopping.is_set():
-        # The heartbeat says "scheduling works", so it is only given after a tick that read and published.
-        if await scheduler.tick() and time.monotonic() - last_beat >= BEAT_EVERY_SECS:
-            try:
-                await beat(redis, "scheduler", ttl_secs=BEAT_TTL_SECS)
-                last_beat = time.monotonic()
-            except (RedisError, OSError) as error:
-                log.warning("heartbeat not stored", error=type(error).__name__)
+        await scheduler.tick()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), timeout=period)
