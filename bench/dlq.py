@@ -17,11 +17,12 @@ from nats.js.client import JetStreamContext
 
 from bench.support import say
 from cg_common.consumer import DLQ_REASON_HEADER, DLQ_SEQUENCE_HEADER, DLQ_SUBJECT_HEADER
-from cg_common.messaging import ensure_streams, stream_configs
 from cg_common.publishing import Outgoing, publish_all
 from cg_common.subjects import DLQ, DLQ_STREAM, USAGE, USAGE_STREAM
+from cg_common.topology import provision
 from cg_devstack.nats_server import start_nats
 from cg_ledger import dead_letters
+from tests.support.jetstream import topology_for
 
 NAME = "dlq"
 LETTERS = 20_000
@@ -40,7 +41,7 @@ async def _measure(nats_url: str) -> dict[str, Any]:
     nc = await nats.connect(nats_url)
     try:
         js = nc.jetstream()
-        await ensure_streams(js, stream_configs(replicas=1, probe_interval_secs=300))
+        await provision(js, topology_for({}))
         result = {
             "list": await _timed(js, "dlq list", _list),
             "list_baseline": await _timed(js, "get_msg per sequence", _get_each),

@@ -45,11 +45,11 @@ from bench import profile
 from bench.support import CpuMeter, drop_database, fake_keys, fmt_cpu, fresh_database, per_thousand, say, store_keys
 from cg_common import wire
 from cg_common.crypto import fingerprint
-from cg_common.messaging import ensure_streams, stream_configs
 from cg_common.pricing import Price, Pricer
 from cg_common.publishing import MSG_ID_HEADER, Outgoing, publish_all
-from cg_common.pull import PullFetcher, ensure_consumer
+from cg_common.pull import PullFetcher
 from cg_common.subjects import COST_STREAM, DLQ_STREAM, USAGE, USAGE_STREAM
+from cg_common.topology import provision
 from cg_common.usage_event import UsageEvent, parse_usage_events
 from cg_common.usage_publisher import usage_msg_id
 from cg_devstack.nats_server import start_nats
@@ -57,7 +57,7 @@ from cg_devstack.servers import Stack
 from cg_ledger.service import usage_consumer_spec
 from cg_ledger.settings import LedgerSettings
 from cg_ledger.store import UsageRow, create_staging_table, fold_pending, record_usage
-from tests.support.jetstream import settled_consumer_info
+from tests.support.jetstream import settled_consumer_info, topology_for
 from tests.support.processes import ServiceProcess, start_ledger
 from tests.support.usage import usage_event
 
@@ -79,7 +79,8 @@ DRAIN_TIMEOUT_SECS = 600.0
 CORES = os.cpu_count() or 1
 # The consumer the ledger runs, exactly: its defaults, whatever they become (no environment is read here).
 LEDGER_SPEC = usage_consumer_spec(
-    LedgerSettings.model_construct(nats_url="nats://-", database_url="postgresql://-", redis_url="redis://-")
+    LedgerSettings.model_construct(nats_url="nats://-", database_url="postgresql://-", redis_url="redis://-"),
+    topology_for({}),
 )
 COPY_BATCH = LEDGER_SPEC.batch_size  # rows per transaction, as the ledger commits
 COLUMNS = (
@@ -223,7 +224,7 @@ async def _reset_streams(nats_url: str, *, usage_too: bool) -> None:
     nc = await nats.connect(nats_url)
     try:
         js = nc.jetstream()
-        await ensure_streams(js, stream_configs(replicas=1, probe_interval_secs=300))
+        await provision(js, topology_for({}))
         for consumer in await js.consumers_info(USAGE_STREAM.name):
             await js.delete_consumer(USAGE_STREAM.name, consumer.name)
         if usage_too:
@@ -231,7 +232,7 @@ async def _reset_streams(nats_url: str, *, usage_too: bool) -> None:
         for spec in (COST_STREAM, DLQ_STREAM):
             with contextlib.suppress(NotFoundError):
                 await js.delete_stream(spec.name)
-        await ensure_streams(js, stream_configs(replicas=1, probe_interval_secs=300))
+        await provision(js, topology_for({}))
     finally:
         await nc.close()
 
@@ -305,13 +306,14 @@ async def _publish_bare(
 
 async def _raw_consume(servers: Servers) -> dict[str, Any]:
     """Baseline (a): the ledger's consumer (same config, batch size, fetch timeout), fetch + ack, nothing else."""
-    spec = dataclasses.replace(LEDGER_SPEC, durable="bench-raw")
+    spec = LEDGER_SPEC
+    consumer = dataclasses.replace(spec.consumer, durable="bench-raw")
     nc = await nats.connect(servers.nats_url)
     meter = servers.meter()
     try:
         js = nc.jetstream()
         subscription = await js.pull_subscribe(
-            spec.filter_subject, durable=spec.durable, stream=spec.stream, config=spec.consumer_config()
+            consumer.filter_subject, durable=consumer.durable, stream=consumer.stream, config=consumer.config()
         )
         meter.start()
         cpu_started, started = time.process_time(), time.perf_counter()
@@ -329,9 +331,9 @@ async def _raw_consume(servers: Servers) -> dict[str, Any]:
         await nc.flush()
         seconds, client_cpu = time.perf_counter() - started, time.process_time() - cpu_started
         cpu = meter.stop()
-        info = await settled_consumer_info(js, spec.stream, spec.durable)
+        info = await settled_consumer_info(js, consumer.stream, consumer.durable)
         await subscription.unsubscribe()
-        await js.delete_consumer(spec.stream, spec.durable)
+        await js.delete_consumer(consumer.stream, consumer.durable)
     finally:
         await nc.close()
     if info.num_ack_pending:
@@ -341,13 +343,14 @@ async def _raw_consume(servers: Servers) -> dict[str, Any]:
 
 async def _lean_consume(servers: Servers) -> dict[str, Any]:
     """Baseline (a), the ledger's way: the same consumer config and batch size through `PullFetcher`, fetch + ack."""
-    spec = dataclasses.replace(LEDGER_SPEC, durable="bench-lean")
+    spec = LEDGER_SPEC
+    consumer = dataclasses.replace(spec.consumer, durable="bench-lean")
     nc = await nats.connect(servers.nats_url)
     meter = servers.meter()
     try:
         js = nc.jetstream()
-        await ensure_consumer(js, spec.stream, spec.consumer_config())
-        fetcher = PullFetcher(js, spec.stream, spec.durable)
+        await js.add_consumer(consumer.stream, config=consumer.config())
+        fetcher = PullFetcher(js, consumer.stream, consumer.durable)
         await fetcher.start()
         meter.start()
         cpu_started, started = time.process_time(), time.perf_counter()
@@ -360,8 +363,8 @@ async def _lean_consume(servers: Servers) -> dict[str, Any]:
         seconds, client_cpu = time.perf_counter() - started, time.process_time() - cpu_started
         cpu = meter.stop()
         await fetcher.stop()
-        info = await settled_consumer_info(js, spec.stream, spec.durable)
-        await js.delete_consumer(spec.stream, spec.durable)
+        info = await settled_consumer_info(js, consumer.stream, consumer.durable)
+        await js.delete_consumer(consumer.stream, consumer.durable)
     finally:
         await nc.close()
     if info.num_ack_pending:

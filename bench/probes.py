@@ -23,12 +23,13 @@ import httpx
 import nats
 
 from bench.support import CpuMeter, drop_database, fresh_database, say, store_keys
-from cg_common.messaging import ensure_streams, stream_configs
 from cg_common.probes import ProbeRequest, probe_request_subject
 from cg_common.publishing import Outgoing, publish_all
 from cg_common.subjects import PROBE_REQUEST_STREAM, PROBE_RESULT_STREAM
+from cg_common.topology import provision
 from cg_devstack.servers import Stack
 from tests.fake_openai import fake_key
+from tests.support.jetstream import topology_for
 from tests.support.processes import ServiceProcess, free_port, start_prober
 
 NAME = "probes"
@@ -131,7 +132,7 @@ async def _reset(nats_url: str) -> None:
     nc = await nats.connect(nats_url)
     try:
         js = nc.jetstream()
-        await ensure_streams(js, stream_configs(replicas=1, probe_interval_secs=300))
+        await provision(js, topology_for({}))
         for spec in (PROBE_REQUEST_STREAM, PROBE_RESULT_STREAM):
             for consumer in await js.consumers_info(spec.name):
                 await js.delete_consumer(spec.name, consumer.name)

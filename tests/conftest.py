@@ -20,17 +20,20 @@ from nats.aio.client import Client as NATS
 from cg_api.app import create_app
 from cg_api.settings import ApiSettings
 from cg_common.crypto import new_master_key
-from cg_common.messaging import ensure_streams, stream_configs
 from cg_common.migrate import apply_migrations
 from cg_common.subjects import ALL_STREAMS
+from cg_common.topology import provision
 from cg_devstack.servers import Stack, start_stack
+from tests.support.jetstream import provision_for, topology_for
 
 ADMIN_KEY = "test-admin-" + secrets.token_urlsafe(24)
 
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The servers, with JetStream provisioned as the migration step does at the settings' defaults."""
     with start_stack(tmp_path_factory.mktemp("servers")) as servers:
+        provision_for({"NATS_URL": servers.nats_url})
         yield servers
 
 
@@ -125,14 +128,18 @@ def clean_streams(stack: Stack) -> None:
 
 
 async def _empty_streams(nats_url: str) -> None:
+    """Consumers deleted (with what they had delivered) and streams purged, then provisioned again at the defaults."""
     nc = await nats.connect(nats_url)
     try:
         js = nc.jetstream()
-        await ensure_streams(js, stream_configs(replicas=1, probe_interval_secs=300))
+        topology = topology_for({})
+        await provision(js, topology)
         for spec in ALL_STREAMS:
             for consumer in await js.consumers_info(spec.name):
                 await js.delete_consumer(spec.name, consumer.name)
             await js.purge_stream(spec.name)
+        await js.purge_stream(topology.prober_state.stream)
+        await provision(js, topology)
     finally:
         await nc.close()
 

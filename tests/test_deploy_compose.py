@@ -15,6 +15,7 @@ from dotenv import dotenv_values
 
 from cg_api.settings import ApiSettings
 from cg_common.crypto import new_master_key
+from cg_common.migration_step import MigrateSettings
 from cg_common.settings import DatabaseSettings
 from cg_devstack.envfile import SETTINGS
 from cg_ledger.settings import LedgerSettings
@@ -69,7 +70,10 @@ def test_services_start_in_order_once_their_dependencies_are_healthy() -> None:
         assert services[name]["healthcheck"]["test"][0] == "CMD", name
         assert services[name].get("volumes"), name
     assert services["migrate"]["command"] == ["cg-migrate"]
-    assert services["migrate"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    assert services["migrate"]["depends_on"] == {
+        "nats": {"condition": "service_healthy"},
+        "postgres": {"condition": "service_healthy"},
+    }
     for name in ("api", "scheduler", "ledger", "prober"):
         conditions = {dep: spec["condition"] for dep, spec in services[name]["depends_on"].items()}
         assert conditions == {
@@ -128,7 +132,9 @@ def test_the_image_is_multi_stage_non_root_and_checks_its_health() -> None:
     assert "**/.env" in dockerignore and ".git" in dockerignore
 
 
-@pytest.mark.parametrize(("service", "settings_class"), [("api", ApiSettings), ("ledger", LedgerSettings)])
+@pytest.mark.parametrize(
+    ("service", "settings_class"), [("api", ApiSettings), ("ledger", LedgerSettings), ("migrate", MigrateSettings)]
+)
 def test_the_env_example_filled_in_gives_valid_production_settings(
     service: str, settings_class: type[DatabaseSettings]
 ) -> None:

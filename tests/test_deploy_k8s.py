@@ -140,7 +140,7 @@ REACH = {
     "scheduler": {("nats", 4222), ("postgres", 5432), ("redis", 6379)},
     "prober": {("nats", 4222), ("postgres", 5432), ("redis", 6379)},
     "ledger": {("nats", 4222), ("postgres", 5432), ("redis", 6379)},
-    "migrate": {("postgres", 5432)},
+    "migrate": {("nats", 4222), ("postgres", 5432)},
 }
 PORTS = {"api": 5001, "web": 5002, "nats": 4222, "postgres": 5432, "redis": 6379}
 

@@ -17,6 +17,7 @@ from cg_common.publishing import Outgoing, publish, publish_all
 from cg_common.subjects import PROBE_REQUEST, PROBE_REQUEST_STREAM
 from cg_devstack.servers import start_nats
 from tests.conftest import api_client, settings_from
+from tests.support.jetstream import topology_for
 from tests.support.keys import fake_openai_key
 from tests.support.probes import pending_requests, probe_result
 
@@ -30,8 +31,9 @@ async def stand_in_prober(nats_url: str, answer: Answer) -> AsyncIterator[list[P
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
     taken: list[ProbeRequest] = []
+    # The prober's own durable (the work-queue stream takes one consumer per subject), as provisioned.
     subscription = await js.pull_subscribe(
-        f"{PROBE_REQUEST}.>", durable="stand-in-prober", stream=PROBE_REQUEST_STREAM.name
+        f"{PROBE_REQUEST}.>", durable=topology_for({}).prober_requests.durable, stream=PROBE_REQUEST_STREAM.name
     )
 
     stopping = asyncio.Event()

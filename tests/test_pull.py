@@ -14,7 +14,7 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 from nats.js.client import JetStreamContext
 
-from cg_common.pull import PullFetcher, deliveries, ensure_consumer
+from cg_common.pull import PullFetcher, deliveries
 from cg_devstack.servers import Stack
 from tests.support.jetstream import settled_consumer_info
 
@@ -34,8 +34,7 @@ async def a_stream_with(js: JetStreamContext, count: int) -> tuple[str, str]:
     for n in range(count):
         await js.publish(f"{name.lower()}.x", str(n).encode())
     config = ConsumerConfig(durable_name="worker", ack_policy=AckPolicy.EXPLICIT, ack_wait=30, max_ack_pending=10_000)
-    await ensure_consumer(js, name, config)
-    await ensure_consumer(js, name, config)  # a second replica starting finds it and leaves it as it is
+    await js.add_consumer(name, config)
     return name, "worker"
 
 

@@ -22,6 +22,7 @@ from cg_common.subjects import USAGE_STREAM
 from cg_common.usage_publisher import usage_msg_id
 from cg_devstack.servers import Stack, start_nats
 from tests.conftest import api_client, settings_from
+from tests.support.jetstream import provision_for
 from tests.support.usage import usage_event
 
 CLOUDEVENT = "application/cloudevents+json"
@@ -184,6 +185,7 @@ async def test_too_many_events_or_bytes_is_413(api: httpx.AsyncClient, js: JetSt
 
 async def test_nats_down_is_503_with_retry_after_then_recovers(api_env: dict[str, str], tmp_path: Path) -> None:
     server = start_nats(tmp_path)
+    provision_for({"NATS_URL": server.url})
     port = int(server.url.rsplit(":", 1)[1])
     settings = settings_from({**api_env, "NATS_URL": server.url, "PUBLISH_TIMEOUT_SECS": "1"})
     sent = event(unique("outage"))

@@ -18,9 +18,10 @@ from nats.js.client import JetStreamContext
 from openai.types.chat import ChatCompletion
 from openai.types.responses import Response
 
-from cg_common.messaging import connect_nats, ensure_streams, stream_configs
+from cg_common.messaging import connect_nats
 from cg_common.publishing import PublishError
 from cg_common.subjects import USAGE_STREAM
+from cg_common.topology import provision
 from cg_common.usage_event import InvalidEventError, parse_usage_event
 from cg_common.usage_publisher import (
     prepare_usage,
@@ -30,6 +31,7 @@ from cg_common.usage_publisher import (
     usage_subject,
 )
 from cg_devstack.servers import Stack, start_nats
+from tests.support.jetstream import topology_for
 from tests.support.usage import usage_event
 
 # A real Chat Completions response body, as the API returns it.
@@ -108,7 +110,7 @@ async def js(stack: Stack) -> AsyncIterator[JetStreamContext]:
     nc = await nats.connect(stack.nats_url)
     try:
         context = nc.jetstream()
-        await ensure_streams(context, stream_configs(replicas=1, probe_interval_secs=300))
+        await provision(context, topology_for({}))
         yield context
     finally:
         await nc.close()
@@ -166,7 +168,7 @@ async def test_nats_gone_raises_after_bounded_attempts(tmp_path: Path) -> None:
     nc = await connect_nats(server.url, name="publisher-test")
     try:
         js = nc.jetstream()
-        await ensure_streams(js, stream_configs(replicas=1, probe_interval_secs=300))
+        await provision(js, topology_for({}))
         assert (await publish_usage(js, event())).seq == 1
         server.stop()
         started = time.monotonic()

@@ -17,7 +17,7 @@ from nats.js.client import JetStreamContext
 
 from cg_common import wire
 from cg_common.publishing import Outgoing, publish_all
-from cg_common.pull import PullFetcher, ensure_consumer
+from cg_common.pull import PullFetcher
 from cg_devstack.nats_server import start_nats
 from cg_devstack.servers import Stack
 from tests.support.jetstream import settled_consumer_info
@@ -81,7 +81,7 @@ async def test_ack_all_settles_every_message_once(nc: NATS) -> None:
     await js.add_stream(StreamConfig(name=name, subjects=[f"{name.lower()}.>"]))
     for n in range(50):
         await js.publish(f"{name.lower()}.x", str(n).encode())
-    await ensure_consumer(js, name, ConsumerConfig(durable_name="w", ack_policy=AckPolicy.EXPLICIT, ack_wait=30))
+    await js.add_consumer(name, ConsumerConfig(durable_name="w", ack_policy=AckPolicy.EXPLICIT, ack_wait=30))
     fetcher = PullFetcher(js, name, "w")
     await fetcher.start()
     batch = await fetcher.fetch(50, 5.0)

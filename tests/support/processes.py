@@ -17,6 +17,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.jetstream import provision_for
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -62,9 +64,19 @@ class ServiceProcess:
 
 
 def start_service(
-    command: list[str], env: Mapping[str, str], log_path: Path, *, url: str, ready_path: str, ready_timeout: float = 30
+    command: list[str],
+    env: Mapping[str, str],
+    log_path: Path,
+    *,
+    url: str,
+    ready_path: str,
+    ready_timeout: float = 30,
+    provision: bool = True,
 ) -> ServiceProcess:
-    """Start `command` with exactly `env` (plus PATH) and wait until `url + ready_path` answers 200."""
+    """Start `command` with exactly `env` (plus PATH) and wait until `url + ready_path` answers 200. First, unless
+    told not to, JetStream is provisioned for these settings, as a deployment's migration step does."""
+    if provision and "NATS_URL" in env:
+        provision_for(env)
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             command,
@@ -132,7 +144,7 @@ def running_web(env: Mapping[str, str], log_path: Path) -> Iterator[ServiceProce
         web.stop()
 
 
-def start_background(service: str, env: Mapping[str, str], log_path: Path) -> ServiceProcess:
+def start_background(service: str, env: Mapping[str, str], log_path: Path, *, provision: bool = True) -> ServiceProcess:
     """`cg-<service> run` (ledger, prober, scheduler) with its health port, `<SERVICE>_PORT`, on a free port."""
     port = free_port()
     return start_service(
@@ -141,6 +153,7 @@ def start_background(service: str, env: Mapping[str, str], log_path: Path) -> Se
         log_path,
         url=f"http://127.0.0.1:{port}",
         ready_path="/healthz",
+        provision=provision,
     )
 
 

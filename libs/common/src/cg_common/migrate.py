@@ -12,9 +12,6 @@ from importlib import resources
 
 import psycopg
 
-from cg_common.logging import configure_logging, get_logger
-from cg_common.settings import DatabaseSettings, load_settings
-
 # Arbitrary constant shared by every replica: the advisory lock that serialises migrations.
 MIGRATION_LOCK_ID = 0x6367_6D69_6772
 
@@ -69,12 +66,3 @@ def apply_migrations(database_url: str, migrations: list[Migration] | None = Non
             applied_now.append(migration)
         conn.commit()
     return applied_now
-
-
-def main() -> None:
-    """`cg-migrate`: bring the database named by DATABASE_URL up to date."""
-    settings = load_settings(DatabaseSettings)
-    configure_logging(level=settings.log_level, service="migrate")
-    log = get_logger(__name__)
-    applied = apply_migrations(settings.database_url)
-    log.info("migrations applied", applied=[f"{m.version}_{m.name}" for m in applied])

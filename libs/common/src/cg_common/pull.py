@@ -22,9 +22,7 @@ import orjson
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from nats.js.api import ConsumerConfig
 from nats.js.client import JetStreamContext
-from nats.js.errors import NotFoundError
 
 from cg_common import direct
 
@@ -49,15 +47,6 @@ def deliveries(message: Msg) -> int:
     if dots >= 10:
         return int(reply.split(".", 7)[6])
     return message.metadata.num_delivered  # let nats-py judge (and complain about) any other shape
-
-
-async def ensure_consumer(js: JetStreamContext, stream: str, config: ConsumerConfig) -> None:
-    """Create the durable consumer unless it exists; an existing one is used as it is (like nats-py's
-    `pull_subscribe`), so that replicas starting with other tuning do not fight over its config."""
-    try:
-        await js.consumer_info(stream, config.durable_name or "")
-    except NotFoundError:
-        await js.add_consumer(stream, config=config)
 
 
 class PullFetcher:

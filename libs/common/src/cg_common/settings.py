@@ -66,16 +66,21 @@ class DatabaseSettings(ServiceSettings):
         return require_scheme(value, ("postgresql", "postgres"), "DATABASE_URL")
 
 
-class MessagingSettings(ServiceSettings):
-    """Enough to reach NATS and Redis: all the dashboard needs, which never opens PostgreSQL."""
+class NatsSettings(ServiceSettings):
+    """Enough to reach NATS."""
 
     nats_url: str
-    redis_url: str
 
     @field_validator("nats_url")
     @classmethod
     def _nats_scheme(cls, value: str) -> str:
         return require_scheme(value, ("nats", "tls", "ws", "wss"), "NATS_URL")
+
+
+class MessagingSettings(NatsSettings):
+    """Enough to reach NATS and Redis: all the dashboard needs, which never opens PostgreSQL."""
+
+    redis_url: str
 
     @field_validator("redis_url")
     @classmethod
@@ -83,12 +88,23 @@ class MessagingSettings(ServiceSettings):
         return require_scheme(value, ("redis", "rediss", "unix"), "REDIS_URL")
 
 
-class CommonSettings(DatabaseSettings, MessagingSettings):
-    """What every service reads; names and defaults follow the contract."""
+class TopologySettings(ServiceSettings):
+    """The settings JetStream's streams, consumers and buckets are made from (`cg_common.topology`): read by the
+    migration step that provisions them and by every service that checks them, so both derive the same config."""
 
     # JetStream replicas per stream: 1 on a single server, 3 on a cluster. Same code, different setting.
     nats_stream_replicas: int = Field(default=1, ge=1, le=5)
     probe_interval_secs: int = Field(default=300, ge=5, le=86_400)
+    ledger_consumer: str = Field(default="ledger", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    # How long a delivered message may stay unacknowledged before JetStream gives it to another ledger replica.
+    ledger_ack_wait_secs: float = Field(default=30.0, ge=1, le=3600)
+    prober_consumer: str = Field(default="prober", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    # A probe request not settled within this time goes to another prober (a crashed prober's work comes back).
+    prober_ack_wait_secs: float = Field(default=30.0, ge=1, le=3600)
+
+
+class CommonSettings(DatabaseSettings, MessagingSettings, TopologySettings):
+    """What every service reads; names and defaults follow the contract."""
 
 
 class KeyVaultSettings(CommonSettings):
@@ -153,6 +169,9 @@ __all__ = [
     "CommonSettings",
     "DatabaseSettings",
     "KeyVaultSettings",
+    "MessagingSettings",
+    "NatsSettings",
+    "TopologySettings",
     "describe_error",
     "fail",
     "load_settings",

@@ -4,7 +4,7 @@ embedded ones started here from PyPI packages, with their data kept under one di
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,20 +38,23 @@ class Stack:
 
 
 @contextmanager
-def start_stack(data_dir: Path, environ: Mapping[str, str] = os.environ) -> Iterator[Stack]:
-    """Use each URL set (non-empty) in `environ`, start the others in parallel; stop what was started on exit."""
-    urls = {name: environ.get(name, "") for name in STARTERS}
-    servers = _start_in_parallel(data_dir, [name for name, url in urls.items() if not url])
-    urls |= {name: server.url for name, server in servers.items()}
+def start_stack(
+    data_dir: Path, environ: Mapping[str, str] = os.environ, *, servers: Collection[str] = tuple(STARTERS)
+) -> Iterator[Stack]:
+    """Use each URL set (non-empty) in `environ`, start the others in parallel; stop what was started on exit.
+    `servers` names the URLs wanted (all three by default); the others stay empty."""
+    urls = {name: environ.get(name, "") for name in STARTERS if name in servers}
+    started = _start_in_parallel(data_dir, [name for name, url in urls.items() if not url])
+    urls |= {name: server.url for name, server in started.items()}
     try:
         yield Stack(
-            nats_url=urls["NATS_URL"],
-            database_url=urls["DATABASE_URL"],
-            redis_url=urls["REDIS_URL"],
-            servers={server.name: server for server in servers.values()},
+            nats_url=urls.get("NATS_URL", ""),
+            database_url=urls.get("DATABASE_URL", ""),
+            redis_url=urls.get("REDIS_URL", ""),
+            servers={server.name: server for server in started.values()},
         )
     finally:
-        stop_servers(servers.values())
+        stop_servers(started.values())
 
 
 def _start_in_parallel(data_dir: Path, names: list[str]) -> dict[str, RunningServer]:

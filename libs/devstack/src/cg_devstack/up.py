@@ -14,14 +14,14 @@ from pathlib import Path
 
 from honcho.environ import parse_procfile
 from honcho.manager import Manager
+from pydantic import ValidationError
 
-from cg_common.messaging import connect_nats, ensure_streams, stream_configs
 from cg_common.migrate import apply_migrations
+from cg_common.migration_step import provision_jetstream
+from cg_common.settings import TopologySettings, describe_error, fail
+from cg_common.topology import Topology
 from cg_devstack.envfile import ensure_env_file, read_env_file
-from cg_devstack.postgres_server import start_postgres
 from cg_devstack.servers import Stack, start_stack
-
-STREAMS_TIMEOUT_SECS = 30.0
 
 
 @dataclass(frozen=True)
@@ -78,45 +78,39 @@ def run_servers(repo_root: Path, *, data_dir: Path | None = None, env_file: Path
 
 
 def run_migrate(repo_root: Path, *, data_dir: Path | None = None, env_file: Path | None = None) -> int:
-    """Migrate DATABASE_URL, or the embedded PostgreSQL (started just for this) when it is not set."""
+    """The migration step against DATABASE_URL and NATS_URL, or against the embedded servers (started just for this)
+    where they are not set."""
     paths = Paths.under(repo_root, data_dir=data_dir, env_file=env_file)
-    database_url = {**read_env_file(paths.env_file), **os.environ}.get("DATABASE_URL")
-    if database_url:
-        applied = apply_migrations(database_url)
-    else:
-        server = start_postgres(paths.data_dir)
-        try:
-            applied = apply_migrations(server.url)
-        finally:
-            server.stop()
+    environ = {**read_env_file(paths.env_file), **os.environ}
+    topology = topology_of(environ)
+    with start_stack(paths.data_dir, environ, servers=("NATS_URL", "DATABASE_URL")) as stack:
+        applied = apply_migrations(stack.database_url)
+        changes = asyncio.run(provision_jetstream(stack.nats_url, topology))
     print(f"applied {len(applied)} migration(s): {', '.join(f'{m.version}_{m.name}' for m in applied) or 'none'}")
+    print(f"JetStream: {'; '.join(changes) or 'as configured already'}")
     return 0
 
 
 @contextmanager
 def started(paths: Paths, environ: Mapping[str, str]) -> Iterator[Stack]:
-    """start_stack, then migrations and streams; progress goes to stderr, stdout stays for the NAME=value lines."""
+    """start_stack, then the migration step (SQL migrations; JetStream streams, consumers and buckets); progress goes
+    to stderr, stdout stays for the NAME=value lines."""
     began = time.monotonic()
     print(f"starting servers (data in {paths.data_dir}) ...", file=sys.stderr, flush=True)
     with start_stack(paths.data_dir, environ) as stack:
         apply_migrations(stack.database_url)
-        asyncio.run(create_streams(stack.nats_url, environ))
+        asyncio.run(provision_jetstream(stack.nats_url, topology_of(environ)))
         print(f"servers ready and migrated in {time.monotonic() - began:.1f} s", file=sys.stderr, flush=True)
         yield stack
 
 
-async def create_streams(nats_url: str, environ: Mapping[str, str]) -> None:
-    """Every JetStream stream, so services and outside publishers find them from the start."""
-    configs = stream_configs(
-        replicas=int(environ.get("NATS_STREAM_REPLICAS") or 1),
-        probe_interval_secs=float(environ.get("PROBE_INTERVAL_SECS") or 300),
-    )
-    async with asyncio.timeout(STREAMS_TIMEOUT_SECS):  # the client retries forever; a wrong NATS_URL must not hang
-        nc = await connect_nats(nats_url, name="cg-dev")
-        try:
-            await ensure_streams(nc.jetstream(), configs)
-        finally:
-            await nc.close()
+def topology_of(environ: Mapping[str, str]) -> Topology:
+    """The JetStream topology these settings make, as the services will check it; a bad setting stops here."""
+    try:
+        settings = TopologySettings.model_validate({name.lower(): value for name, value in environ.items()})
+    except ValidationError as error:
+        fail(describe_error(error))
+    return Topology.from_settings(settings)
 
 
 def service_environment(environ: Mapping[str, str], stack: Stack) -> dict[str, str]:

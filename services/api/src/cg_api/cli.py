@@ -12,7 +12,13 @@ from cg_api.settings import ApiSettings
 from cg_api.vault import WrongMasterKeyError, check_master_key, key_cipher, rotate_master_key
 from cg_common.db import open_pool
 from cg_common.logging import configure_logging, get_logger
+from cg_common.messaging import close_nats, connect_nats
 from cg_common.settings import fail, load_settings
+from cg_common.subjects import DLQ_STREAM, PROBE_REQUEST_STREAM, USAGE_STREAM
+from cg_common.topology import Needs, Topology, require
+
+# What the api uses in JetStream: usage it publishes, probe requests it publishes and purges, and the DLQ it counts.
+NEEDS = Needs(streams=(USAGE_STREAM, PROBE_REQUEST_STREAM, DLQ_STREAM))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -37,6 +43,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def serve(settings: ApiSettings, *, host: str) -> None:
     asyncio.run(_check_master_key(settings))
+    asyncio.run(_check_topology(settings))
     uvicorn.run(
         create_app(settings),
         host=host,
@@ -56,6 +63,15 @@ async def _check_master_key(settings: ApiSettings) -> None:
         fail(f"invalid configuration: MASTER_KEY: {error}")
     finally:
         await db.close()
+
+
+async def _check_topology(settings: ApiSettings) -> None:
+    """Refuse to start when JetStream lacks the streams the api publishes to, or holds them configured otherwise."""
+    nats = await connect_nats(settings.nats_url, name="cg-api-preflight")
+    try:
+        await require(nats.jetstream(), Topology.from_settings(settings), NEEDS)
+    finally:
+        await close_nats(nats)
 
 
 async def _rotate(settings: ApiSettings) -> None:

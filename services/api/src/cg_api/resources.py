@@ -16,7 +16,7 @@ from cg_api.vault import key_cipher
 from cg_common.cache import connect_redis
 from cg_common.crypto import KeyCipher
 from cg_common.db import Connection, open_pool
-from cg_common.messaging import close_nats, connect_nats, ensure_service_streams
+from cg_common.messaging import close_nats, connect_nats
 from cg_common.ratelimit import RedisTokenBucket
 
 
@@ -47,7 +47,6 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
     )
     try:
         js = nats.jetstream()
-        await ensure_service_streams(js, settings)
         yield Resources(settings, db, redis, nats, js, cipher, limiter)
     finally:
         await limiter.close()

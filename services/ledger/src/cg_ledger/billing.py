@@ -12,9 +12,8 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
 
 from cg_common.billing import BilledCost
-from cg_common.consumer import ConsumerSpec, Outcome, TransientError
+from cg_common.consumer import Outcome, TransientError
 from cg_common.db import TRANSIENT_DB_ERRORS, Connection
-from cg_common.subjects import BILLING, BILLING_STREAM, DLQ
 
 UPSERT = """
 INSERT INTO billed_costs (source, day, project_id, line_item, amount, currency, pulled_at)
@@ -23,17 +22,6 @@ ON CONFLICT (source, day, project_id, line_item) DO UPDATE
 SET amount = EXCLUDED.amount, currency = EXCLUDED.currency, pulled_at = EXCLUDED.pulled_at, recorded_at = now()
 WHERE billed_costs.pulled_at <= EXCLUDED.pulled_at
 """
-
-
-def billing_consumer_spec(durable_prefix: str) -> ConsumerSpec:
-    return ConsumerSpec(
-        stream=BILLING_STREAM.name,
-        durable=f"{durable_prefix}-billing",
-        filter_subject=f"{BILLING}.>",
-        dlq_subject=f"{DLQ}.billing",
-        batch_size=500,
-        max_in_flight=1,
-    )
 
 
 class BilledCostRecorder:

@@ -9,17 +9,25 @@ from nats.js.client import JetStreamContext
 from prometheus_client import REGISTRY
 
 from cg_common.cache import connect_redis
-from cg_common.consumer import Consumer, ConsumerSpec, ConsumerStatsCollector
+from cg_common.consumer import BatchConsumer, ConsumerSpec, ConsumerStatsCollector
 from cg_common.db import open_pool
 from cg_common.health_server import readiness_server
 from cg_common.heartbeats import keep_beating
 from cg_common.logging import get_logger
-from cg_common.messaging import close_nats, connect_nats, ensure_service_streams
+from cg_common.messaging import close_nats, connect_nats
 from cg_common.pricing import Pricer
 from cg_common.signals import on_termination
-from cg_common.subjects import DLQ, PROBE_RESULT, PROBE_RESULT_STREAM, USAGE_ALL, USAGE_STREAM
+from cg_common.subjects import (
+    BILLING_STREAM,
+    COST_STREAM,
+    DLQ,
+    DLQ_STREAM,
+    PROBE_RESULT_STREAM,
+    USAGE_STREAM,
+)
+from cg_common.topology import Needs, Topology, require
 from cg_ledger import metrics
-from cg_ledger.billing import BilledCostRecorder, billing_consumer_spec
+from cg_ledger.billing import BilledCostRecorder
 from cg_ledger.folding import RollupFolder
 from cg_ledger.key_health import KeyHealthRecorder
 from cg_ledger.recorder import UsageRecorder
@@ -31,29 +39,29 @@ log = get_logger(__name__)
 LAG_REFRESH_SECS = 5.0
 
 
-def usage_consumer_spec(settings: LedgerSettings) -> ConsumerSpec:
+def needs(topology: Topology) -> Needs:
+    """What the ledger reads and writes in JetStream."""
+    return Needs(
+        streams=(USAGE_STREAM, PROBE_RESULT_STREAM, BILLING_STREAM, COST_STREAM, DLQ_STREAM),
+        consumers=(topology.ledger_usage, topology.ledger_probe_results, topology.ledger_billing),
+    )
+
+
+def usage_consumer_spec(settings: LedgerSettings, topology: Topology) -> ConsumerSpec:
     return ConsumerSpec(
-        stream=USAGE_STREAM.name,
-        durable=settings.ledger_consumer,
-        filter_subject=USAGE_ALL,
+        topology.ledger_usage,
         dlq_subject=f"{DLQ}.usage",
         batch_size=settings.ledger_batch_size,
-        ack_wait_secs=settings.ledger_ack_wait_secs,
         max_in_flight=settings.ledger_max_in_flight,
-        max_ack_pending=max(20_000, 4 * settings.ledger_batch_size),
     )
 
 
-def probe_result_consumer_spec(settings: LedgerSettings) -> ConsumerSpec:
-    """Its own durable: key health never waits behind a backlog of usage, nor the other way round."""
-    return ConsumerSpec(
-        stream=PROBE_RESULT_STREAM.name,
-        durable=f"{settings.ledger_consumer}-probe-results",
-        filter_subject=f"{PROBE_RESULT}.>",
-        dlq_subject=f"{DLQ}.probe_result",
-        batch_size=500,
-        ack_wait_secs=settings.ledger_ack_wait_secs,
-    )
+def probe_result_consumer_spec(topology: Topology) -> ConsumerSpec:
+    return ConsumerSpec(topology.ledger_probe_results, dlq_subject=f"{DLQ}.probe_result", batch_size=500)
+
+
+def billing_consumer_spec(topology: Topology) -> ConsumerSpec:
+    return ConsumerSpec(topology.ledger_billing, dlq_subject=f"{DLQ}.billing", batch_size=500, max_in_flight=1)
 
 
 async def run(settings: LedgerSettings) -> None:
@@ -68,11 +76,12 @@ async def run(settings: LedgerSettings) -> None:
     redis = connect_redis(settings.redis_url, timeout_secs=1.0)
     try:
         js = nats.jetstream()
-        await ensure_service_streams(js, settings)
-        spec = usage_consumer_spec(settings)
-        consumer = Consumer(js, spec, UsageRecorder(db, js, Pricer()))
-        billing = Consumer(js, billing_consumer_spec(settings.ledger_consumer), BilledCostRecorder(db))
-        health_consumer = Consumer(js, probe_result_consumer_spec(settings), KeyHealthRecorder(db))
+        topology = Topology.from_settings(settings)
+        await require(js, topology, needs(topology))
+        spec = usage_consumer_spec(settings, topology)
+        consumer = BatchConsumer(js, spec, UsageRecorder(db, js, Pricer()))
+        billing = BatchConsumer(js, billing_consumer_spec(topology), BilledCostRecorder(db))
+        health_consumer = BatchConsumer(js, probe_result_consumer_spec(topology), KeyHealthRecorder(db))
         REGISTRY.register(ConsumerStatsCollector("cg_ledger", consumer.stats))
         REGISTRY.register(ConsumerStatsCollector("cg_ledger_probe_results", health_consumer.stats))
         health = readiness_server(db, nats, port=settings.ledger_port)

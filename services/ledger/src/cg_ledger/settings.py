@@ -10,10 +10,7 @@ from cg_common.settings import CommonSettings
 class LedgerSettings(CommonSettings):
     ledger_port: int = Field(default=5003, ge=1, le=65535)  # health and Prometheus metrics
     ledger_batch_size: int = Field(default=2000, ge=1, le=10_000)
-    # How long a delivered message may stay unacknowledged before JetStream gives it to another replica.
-    ledger_ack_wait_secs: float = Field(default=30.0, ge=1, le=3600)
     # Batches one replica handles at once: while one waits for PostgreSQL or JetStream, another is parsed.
     ledger_max_in_flight: int = Field(default=4, ge=1, le=16)
     # How often pending roll-up sums are folded into the roll-ups (summaries are exact either way).
     ledger_fold_interval_secs: float = Field(default=1.0, gt=0, le=300)
-    ledger_consumer: str = Field(default="ledger", pattern=r"^[A-Za-z0-9_-]{1,64}$")

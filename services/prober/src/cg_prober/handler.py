@@ -7,21 +7,22 @@ Exactly once: the result's `Nats-Msg-Id` is derived from the request id, and a c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import Enum
 
 import httpx
 from cryptography.fernet import InvalidToken
+from nats.aio.msg import Msg
 from psycopg import Error as PsycopgError
 from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
 
+from cg_common.consumer import Outcome, TransientError
 from cg_common.crypto import KeyCipher
 from cg_common.db import Connection
 from cg_common.logging import SecretScrubber, get_logger
 from cg_common.probes import ProbeRequest, ProbeResult, ProbeUsage, probe_result_subject
 from cg_common.publishing import Outgoing
+from cg_common.pull import deliveries
 from cg_common.usage_event import InvalidEventError
 from cg_common.usage_publisher import prepare_usage, usage_event_from_openai
 from cg_prober import metrics, upstream
@@ -36,24 +37,6 @@ PROBE_SOURCE = "//cost-guardian/prober"
 PROBE_USAGE_SUBJECT = "cg.usage.openai.probe"
 MAX_ERROR_CHARS = 500
 MAX_BACKOFF_SECS = 300.0
-
-
-class Action(Enum):
-    ACK = "ack"  # settled: the result (if any) is durable
-    RETRY = "retry"  # hand back for redelivery after `delay_secs`
-    DEAD_LETTER = "dead_letter"  # unreadable: to the DLQ with `reason`, then ack
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    action: Action
-    outgoing: tuple[Outgoing, ...] = ()  # published (and acknowledged by JetStream) before the message is acked
-    delay_secs: float = 0.0
-    reason: str = ""
-
-
-class InfrastructureError(Exception):
-    """PostgreSQL could not be read: try the request again later; the key is not to blame."""
 
 
 class ProbeHandler:
@@ -72,16 +55,18 @@ class ProbeHandler:
         self._organization = organization
         self._method, self._path, self._body = upstream.probe_request(settings.probe_mode, settings.openai_model)
 
-    async def handle(self, data: bytes, delivery: int) -> Decision:
+    async def handle(self, message: Msg) -> Outcome:
+        """The per-message consumer's handler; raises TransientError when PostgreSQL cannot be read (the key is not
+        to blame: the request is tried again later)."""
         try:
-            request = ProbeRequest.model_validate_json(data)
+            request = ProbeRequest.model_validate_json(message.data)
         except ValidationError as error:
             metrics.DEAD_LETTERED.inc()
-            return Decision(Action.DEAD_LETTER, reason=f"not a probe request: {error.error_count()} errors")
+            return Outcome.dead_letter(f"not a probe request: {error.error_count()} errors")
         try:
             key = await self._keys.load(request.key_id)
         except (PsycopgError, TimeoutError) as error:
-            raise InfrastructureError(type(error).__name__) from error
+            raise TransientError(type(error).__name__) from error
         unavailable = self._unavailable(request, key)
         if unavailable is not None:
             return unavailable
@@ -92,11 +77,11 @@ class ProbeHandler:
             log.error("stored key cannot be decrypted with MASTER_KEY", key_id=key.id)
             if request.reason == "scheduled":
                 metrics.DROPPED.labels("undecryptable").inc()
-                return Decision(Action.ACK)
+                return Outcome.done()
             return self._final(request, key_unavailable_result(request, self._settings, "the key cannot be decrypted"))
-        return await self._probe(request, key, api_key, delivery)
+        return await self._probe(request, key, api_key, deliveries(message))
 
-    def _unavailable(self, request: ProbeRequest, key: StoredKey | None) -> Decision | None:
+    def _unavailable(self, request: ProbeRequest, key: StoredKey | None) -> Outcome | None:
         """Deleted, unknown or inactive keys: a scheduled request is dropped; a person asking gets an answer
         (an inactive key is still probed when a person asks)."""
         if key is not None and key.usable and (key.active or request.reason == "manual"):
@@ -104,10 +89,10 @@ class ProbeHandler:
         why = "deleted" if key is not None and not key.usable else "unknown" if key is None else "inactive"
         if request.reason == "scheduled":
             metrics.DROPPED.labels(why).inc()
-            return Decision(Action.ACK)
+            return Outcome.done()
         return self._final(request, key_unavailable_result(request, self._settings, f"the key is {why}"))
 
-    async def _probe(self, request: ProbeRequest, key: StoredKey, api_key: str, delivery: int) -> Decision:
+    async def _probe(self, request: ProbeRequest, key: StoredKey, api_key: str, delivery: int) -> Outcome:
         if key.kind == "admin" and self._organization is not None:
             attempt, extra = await self._organization.pull(key, api_key)
         else:
@@ -121,7 +106,7 @@ class ProbeHandler:
             log.info(
                 "probe failed; retrying later", key_id=key.id, outcome=attempt.outcome, attempt=delivery, delay=delay
             )
-            return Decision(Action.RETRY, delay_secs=delay)
+            return Outcome.retry(attempt.outcome, delay_secs=delay)
         result = self._result(request, attempt, api_key, delivery)
         outgoing = [*extra, *self._usage(request, key, attempt)]
         if not attempt.ok:
@@ -175,14 +160,14 @@ class ProbeHandler:
             return []
 
     @staticmethod
-    def _final(request: ProbeRequest, result: ProbeResult, extra: list[Outgoing] | None = None) -> Decision:
+    def _final(request: ProbeRequest, result: ProbeResult, extra: list[Outgoing] | None = None) -> Outcome:
         metrics.PROBES.labels(result.outcome).inc()
         message = Outgoing(
             subject=probe_result_subject(request.key_id),
             payload=result.model_dump_json().encode(),
             msg_id=result_msg_id(request.request_id),
         )
-        return Decision(Action.ACK, outgoing=(*(extra or ()), message))
+        return Outcome.done(outgoing=(*(extra or ()), message))
 
 
 def result_msg_id(request_id: str) -> str:

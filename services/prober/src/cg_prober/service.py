@@ -5,17 +5,24 @@ from __future__ import annotations
 import asyncio
 
 from cg_common.cache import connect_redis
-from cg_common.consumer import ConsumerSpec
+from cg_common.consumer import ConsumerSpec, PerMessageConsumer
 from cg_common.crypto import KeyCipher, new_master_key
 from cg_common.db import Connection, open_pool
 from cg_common.health_server import readiness_server
 from cg_common.heartbeats import keep_beating
 from cg_common.logging import get_logger
-from cg_common.messaging import close_nats, connect_nats, ensure_service_streams
+from cg_common.messaging import close_nats, connect_nats
 from cg_common.signals import on_termination
-from cg_common.subjects import DLQ, PROBE_REQUEST, PROBE_REQUEST_STREAM
+from cg_common.subjects import (
+    BILLING_STREAM,
+    DLQ,
+    DLQ_STREAM,
+    PROBE_REQUEST_STREAM,
+    PROBE_RESULT_STREAM,
+    USAGE_STREAM,
+)
+from cg_common.topology import Needs, Topology, require
 from cg_prober import upstream
-from cg_prober.consumer import PerMessageConsumer
 from cg_prober.handler import ProbeHandler
 from cg_prober.organization import OrganizationPuller
 from cg_prober.settings import ProberSettings
@@ -23,14 +30,23 @@ from cg_prober.settings import ProberSettings
 log = get_logger(__name__)
 
 
-def probe_consumer_spec(settings: ProberSettings) -> ConsumerSpec:
+MAX_FETCH = 256
+
+
+def needs(topology: Topology) -> Needs:
+    """What the prober reads and writes in JetStream."""
+    return Needs(
+        streams=(PROBE_REQUEST_STREAM, PROBE_RESULT_STREAM, USAGE_STREAM, BILLING_STREAM, DLQ_STREAM),
+        consumers=(topology.prober_requests,),
+        buckets=(topology.prober_state,),
+    )
+
+
+def probe_consumer_spec(settings: ProberSettings, topology: Topology) -> ConsumerSpec:
     return ConsumerSpec(
-        stream=PROBE_REQUEST_STREAM.name,
-        durable=settings.prober_consumer,
-        filter_subject=f"{PROBE_REQUEST}.>",
+        topology.prober_requests,
         dlq_subject=f"{DLQ}.probe",
-        ack_wait_secs=settings.prober_ack_wait_secs,
-        max_ack_pending=20_000,
+        batch_size=MAX_FETCH,
         max_deliveries=max(20, 2 * settings.probe_max_attempts),
     )
 
@@ -52,12 +68,13 @@ async def run(settings: ProberSettings) -> None:
     )
     try:
         js = nats.jetstream()
-        await ensure_service_streams(js, settings)
+        topology = Topology.from_settings(settings)
+        await require(js, topology, needs(topology))
         organization = OrganizationPuller(db, client, lookback_hours=settings.org_usage_lookback_hours)
         handler = ProbeHandler(settings, db, cipher, client, organization)
         consumer = PerMessageConsumer(
             js,
-            probe_consumer_spec(settings),
+            probe_consumer_spec(settings, topology),
             handler.handle,
             concurrency=settings.prober_concurrency,
             grace_secs=settings.probe_timeout_secs + 2,

@@ -13,9 +13,6 @@ class ProberSettings(KeyVaultSettings):
     prober_port: int = Field(default=5005, ge=1, le=65535)  # health and Prometheus metrics
     # Probes in flight at once in one replica: with ~100 ms upstream latency, 64 carry ~600 probes/s.
     prober_concurrency: int = Field(default=64, ge=1, le=4096)
-    prober_consumer: str = Field(default="prober", pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    # A delivered request not settled within this time goes to another replica (a crashed prober's work comes back).
-    prober_ack_wait_secs: float = Field(default=30.0, ge=1, le=3600)
     openai_base_url: str = "https://api.openai.com/v1"
     openai_model: str = Field(default="gpt-4o-mini", min_length=1, max_length=200)
     probe_mode: Literal["models", "completion"] = "models"

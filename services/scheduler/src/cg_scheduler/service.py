@@ -10,8 +10,10 @@ from cg_common.db import open_pool
 from cg_common.health_server import readiness_server
 from cg_common.heartbeats import keep_beating
 from cg_common.logging import get_logger
-from cg_common.messaging import close_nats, connect_nats, ensure_service_streams
+from cg_common.messaging import close_nats, connect_nats
 from cg_common.signals import on_termination
+from cg_common.subjects import PROBE_REQUEST_STREAM
+from cg_common.topology import Needs, Topology, require
 from cg_scheduler.scheduler import Scheduler
 from cg_scheduler.settings import SchedulerSettings
 
@@ -31,7 +33,8 @@ async def run(settings: SchedulerSettings) -> None:
     redis = connect_redis(settings.redis_url, timeout_secs=1.0)
     try:
         js = nats.jetstream()
-        await ensure_service_streams(js, settings)
+        # The probe requests' duplicate window must outlive a slot: checked here, provisioned by the migration step.
+        await require(js, Topology.from_settings(settings), Needs(streams=(PROBE_REQUEST_STREAM,)))
         health = readiness_server(db, nats, port=settings.scheduler_port)
         await health.start()
         stopping = asyncio.Event()

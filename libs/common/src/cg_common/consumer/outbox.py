@@ -1,7 +1,7 @@
-"""Shared publishing for concurrent probes: whatever results are ready at the same moment go out in one
+"""Shared publishing for messages settled concurrently: whatever results are ready at the same moment go out in one
 `publish_all` (one inbox subscription, one wait for JetStream's acks) instead of one round of set-up each.
 
-Each caller still waits until JetStream has acknowledged its own messages (or gets the PublishError), so a request is
+Each caller still waits until JetStream has acknowledged its own messages (or gets the PublishError), so a message is
 acknowledged only after its result is durable, exactly as with a direct `publish_all`.
 """
 

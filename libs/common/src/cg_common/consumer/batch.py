@@ -1,10 +1,10 @@
-"""The one JetStream consumer loop every consuming service runs.
+"""Batch mode: fetched batches settled at once, for work that is small and uniform per message (the ledger).
 
-A durable pull consumer shared by all replicas, with explicit per-message acknowledgement (acknowledging "everything
-below a sequence" would let one replica acknowledge another's unfinished work). For each fetched batch the handler
-says, message by message, whether it is done, must be dead-lettered (then it is published to the DLQ with the reason,
-and only then acknowledged), or should be tried again later. The handler acknowledges nothing itself: the loop does,
-after the handler has returned, i.e. after the handler's effect is durable.
+For each fetched batch the handler says, message by message, whether it is done, must be dead-lettered (then it is
+published to the DLQ with the reason, and only then acknowledged), or should be tried again later. The handler
+acknowledges nothing itself: the loop does, after the handler has returned, i.e. after the handler's effect is
+durable. Acknowledgement is per message (acknowledging "everything below a sequence" would let one replica
+acknowledge another's unfinished work).
 
 Faults are told apart:
 - a `TransientError` from the handler (Postgres down, NATS hiccup) pauses the loop with growing back-off and hands the
@@ -19,105 +19,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass
-from enum import Enum
+from collections.abc import Awaitable, Callable, Sequence
 
 from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig
 from nats.js.client import JetStreamContext
-from prometheus_client.core import CounterMetricFamily
 
 from cg_common import wire
+from cg_common.consumer.outcome import Outcome, TransientError, Verdict
+from cg_common.consumer.spec import ConsumerSpec, ConsumerStats, dead_letter
 from cg_common.logging import get_logger
-from cg_common.publishing import Outgoing, PublishError, publish_all
-from cg_common.pull import PullFetcher, deliveries, ensure_consumer
+from cg_common.publishing import PublishError, publish_all
+from cg_common.pull import PullFetcher, deliveries
 
 log = get_logger(__name__)
 
-DLQ_REASON_HEADER = "Cg-Dlq-Reason"
-DLQ_SUBJECT_HEADER = "Cg-Original-Subject"
-DLQ_SEQUENCE_HEADER = "Cg-Original-Sequence"
 FAILURE_MEMORY = 10_000
-
-
-class TransientError(Exception):
-    """A fault of the infrastructure, not of the messages: retry the same batch later."""
-
-
-class Verdict(Enum):
-    DONE = "done"
-    DEAD_LETTER = "dead_letter"
-    RETRY = "retry"
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    verdict: Verdict
-    reason: str = ""
-
-    @classmethod
-    def done(cls) -> Outcome:
-        return _DONE
-
-    @classmethod
-    def dead_letter(cls, reason: str) -> Outcome:
-        return cls(Verdict.DEAD_LETTER, reason)
-
-    @classmethod
-    def retry(cls, reason: str = "") -> Outcome:
-        return cls(Verdict.RETRY, reason)
-
-
-_DONE = Outcome(Verdict.DONE)
 
 BatchHandler = Callable[[Sequence[Msg]], Awaitable[Sequence[Outcome]]]
 
 
-@dataclass(frozen=True)
-class ConsumerSpec:
-    stream: str
-    durable: str
-    filter_subject: str
-    dlq_subject: str
-    batch_size: int = 500
-    fetch_timeout_secs: float = 1.0
-    ack_wait_secs: float = 30.0
-    max_ack_pending: int = 20_000
-    max_in_flight: int = 2  # batches handled at once by one replica
-    max_attempts: int = 5  # failures of one message, handled alone, before it is dead-lettered
-    # Deliveries after which a message is dead-lettered whatever else is known: a message that kills the process
-    # before any failure can be counted must still stop coming back. Transient back-offs count here too, hence high.
-    max_deliveries: int = 100
-    retry_delays_secs: tuple[float, ...] = (0.5, 1, 2, 5, 10, 30)
-
-    def consumer_config(self) -> ConsumerConfig:
-        return ConsumerConfig(
-            durable_name=self.durable,
-            filter_subject=self.filter_subject,
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=self.ack_wait_secs,
-            max_ack_pending=self.max_ack_pending,
-            max_deliver=-1,
-        )
-
-    def retry_delay(self, attempt: int) -> float:
-        return self.retry_delays_secs[min(max(attempt, 1), len(self.retry_delays_secs)) - 1]
-
-
-@dataclass
-class ConsumerStats:
-    """What the loop has done, for health and metrics."""
-
-    batches: int = 0
-    done: int = 0
-    dead_lettered: int = 0
-    retried: int = 0
-    transient_failures: int = 0
-
-
-class Consumer:
-    """Runs `handler` over the stream until `stop()`; finishes the batch in hand before returning."""
+class BatchConsumer:
+    """Runs `handler` over the durable's messages until `stop()`; finishes the batches in hand before returning."""
 
     def __init__(self, js: JetStreamContext, spec: ConsumerSpec, handler: BatchHandler) -> None:
         self._js = js
@@ -135,7 +57,6 @@ class Consumer:
 
     async def run(self) -> None:
         spec = self._spec
-        await ensure_consumer(self._js, spec.stream, spec.consumer_config())
         fetcher = PullFetcher(self._js, spec.stream, spec.durable)
         await fetcher.start()
         # Work overlaps waiting: the next batch is fetched while earlier ones are handled, and up to `max_in_flight`
@@ -222,7 +143,8 @@ class Consumer:
         settled = []
         for message, outcome in zip(messages, outcomes, strict=True):
             if outcome.verdict is Verdict.RETRY:
-                await message.nak(delay=self._spec.retry_delay(deliveries(message)))
+                delay = outcome.delay_secs or self._spec.retry_delay(deliveries(message))
+                await message.nak(delay=delay)
                 self.stats.retried += 1
             else:
                 settled.append(message)
@@ -239,38 +161,3 @@ class Consumer:
                 await message.nak(delay=delay)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), timeout=delay)
-
-
-def dead_letter(message: Msg, reason: str, *, spec: ConsumerSpec) -> Outgoing:
-    """The DLQ copy of a message: its payload, the reason and where it came from in headers."""
-    sequence = message.metadata.sequence.stream
-    return Outgoing(
-        subject=spec.dlq_subject,
-        payload=message.data,
-        # The same message dead-lettered twice (a crash before its ack) is stored once.
-        msg_id=f"dlq:{spec.stream}:{sequence}",
-        headers={
-            DLQ_REASON_HEADER: reason.replace("\r", " ").replace("\n", " "),
-            DLQ_SUBJECT_HEADER: message.subject,
-            DLQ_SEQUENCE_HEADER: str(sequence),
-        },
-    )
-
-
-class ConsumerStatsCollector:
-    """Exposes a consumer's stats as Prometheus counters (`<prefix>_dead_lettered_total`, …)."""
-
-    def __init__(self, prefix: str, stats: ConsumerStats) -> None:
-        self._prefix = prefix
-        self._stats = stats
-
-    def collect(self) -> Iterator[CounterMetricFamily]:
-        descriptions = {
-            "batches": "Batches settled.",
-            "done": "Messages handled and acknowledged.",
-            "dead_lettered": "Messages sent to the DLQ with a reason, then acknowledged.",
-            "retried": "Messages handed back for a later retry.",
-            "transient_failures": "Batches handed back because a dependency (Postgres, NATS) failed.",
-        }
-        for name, description in descriptions.items():
-            yield CounterMetricFamily(f"{self._prefix}_{name}", description, value=getattr(self._stats, name))
