@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import random
+import secrets
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import nats
+import psycopg
 from nats.js.errors import NotFoundError
 
+from cg_common.migrate import apply_migrations, bundled_migrations
 from cg_common.probes import ProbeResult
 from cg_common.subjects import PROBE_RESULT_STREAM
+from cg_devstack.servers import Stack
 from tests.support.keys import fake_openai_key
 from tests.support.probes import insert_key, key_health, probe_result, publish_results
 from tests.support.processes import running_ledger, start_ledger
@@ -171,3 +176,37 @@ def test_redeliveries_after_sigkill_change_nothing(ledger_env: dict[str, str], t
             failures,
             last_probe,
         ), key_id
+
+
+def test_upgrading_moves_key_health_out_of_api_keys(stack: Stack) -> None:
+    """Migration 0008 on a database the previous release wrote: each probed key's health is in `key_health`."""
+    name = "cg_upgrade_" + secrets.token_hex(4)
+    with psycopg.connect(stack.database_url, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    url = urlunsplit(urlsplit(stack.database_url)._replace(path="/" + name))
+    try:
+        before = [m for m in bundled_migrations() if m.version < 8]
+        apply_migrations(url, before)
+        with psycopg.connect(url) as conn:
+            probed, never = (
+                conn.execute(
+                    """INSERT INTO api_keys (label, ciphertext, fingerprint, prefix, last4, last_probe_at,
+                                             last_success_at, last_outcome, consecutive_failures)
+                       VALUES (%s, 'x', %s, 'sk-', 'abcd', %s, %s, %s, %s) RETURNING id""",
+                    (label, secrets.token_hex(8), *health),
+                ).fetchone()
+                for label, health in (("probed", (at(2), at(1), "rate_limited", 1)), ("never", (None,) * 3 + (0,)))
+            )
+        assert [m.version for m in apply_migrations(url)] == [m.version for m in bundled_migrations()][7:]
+        assert probed is not None and never is not None
+        moved = key_health(url, probed[0])
+        assert (moved["last_probe_at"], moved["last_success_at"], moved["last_outcome"]) == (
+            at(2),
+            at(1),
+            "rate_limited",
+        )
+        assert moved["consecutive_failures"] == 1
+        assert key_health(url, never[0])["last_probe_at"] is None
+    finally:
+        with psycopg.connect(stack.database_url, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

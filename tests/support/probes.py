@@ -31,8 +31,9 @@ def insert_key(database_url: str, *, active: bool = True, label: str = "k") -> i
 def key_health(database_url: str, key_id: int) -> dict[str, Any]:
     with psycopg.connect(database_url) as conn:
         cursor = conn.execute(
-            """SELECT last_probe_at, last_success_at, last_error, last_status, last_outcome, last_latency_ms,
-                      consecutive_failures FROM api_keys WHERE id = %s""",
+            """SELECT h.last_probe_at, h.last_success_at, h.last_error, h.last_status, h.last_outcome,
+                      h.last_latency_ms, coalesce(h.consecutive_failures, 0) AS consecutive_failures
+               FROM api_keys k LEFT JOIN key_health h ON h.key_id = k.id WHERE k.id = %s""",
             (key_id,),
         )
         row = cursor.fetchone()

@@ -1,19 +1,21 @@
-"""All SQL on `api_keys`. Plaintext keys never reach this module: only ciphertext and derived values."""
+"""All SQL on `api_keys` (the api's table), and the reads of `key_health` (the ledger's) that complete a key's
+record. Plaintext keys never reach this module: only ciphertext and derived values."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from psycopg import sql
 from psycopg.errors import UniqueViolation
 
 from cg_common.db import Connection
 
-PUBLIC_COLUMNS = sql.SQL(
-    """id, label, kind, prefix, last4, fingerprint, active, created_at, deleted_at, last_probe_at,
-       last_success_at, last_error, last_status, last_outcome, last_latency_ms, consecutive_failures"""
-)
+KEY_COLUMNS = "id, label, kind, prefix, last4, fingerprint, active, created_at, deleted_at"
+# A key's record: its row beside its health as the ledger keeps it (a key never probed has none yet).
+RECORD = """SELECT k.id, k.label, k.kind, k.prefix, k.last4, k.fingerprint, k.active, k.created_at, k.deleted_at,
+                    h.last_probe_at, h.last_success_at, h.last_error, h.last_status, h.last_outcome, h.last_latency_ms,
+                    coalesce(h.consecutive_failures, 0) AS consecutive_failures
+             FROM {keys} k LEFT JOIN key_health h ON h.key_id = k.id"""
 
 
 class DuplicateKeyError(Exception):
@@ -34,10 +36,10 @@ async def insert(conn: Connection, key: NewKey) -> dict[str, Any]:
     try:
         async with conn.transaction():
             cursor = await conn.execute(
-                sql.SQL(
-                    """INSERT INTO api_keys (label, kind, ciphertext, fingerprint, prefix, last4)
-                       VALUES (%s, %s, %s, %s, %s, %s) RETURNING {}"""
-                ).format(PUBLIC_COLUMNS),
+                f"""WITH created AS (
+                        INSERT INTO api_keys (label, kind, ciphertext, fingerprint, prefix, last4)
+                        VALUES (%s, %s, %s, %s, %s, %s) RETURNING {KEY_COLUMNS}
+                    ) {RECORD.format(keys="created")}""",  # noqa: S608 - composed from constants only
                 (key.label, key.kind, key.ciphertext, key.fingerprint, key.prefix, key.last4),
             )
             row = await cursor.fetchone()
@@ -48,17 +50,15 @@ async def insert(conn: Connection, key: NewKey) -> dict[str, Any]:
 
 
 async def list_live(conn: Connection) -> list[dict[str, Any]]:
-    cursor = await conn.execute(
-        sql.SQL("SELECT {} FROM api_keys WHERE deleted_at IS NULL ORDER BY id").format(PUBLIC_COLUMNS)
-    )
+    cursor = await conn.execute(f"{RECORD.format(keys='api_keys')} WHERE k.deleted_at IS NULL ORDER BY k.id")
     return await cursor.fetchall()
 
 
 async def set_active(conn: Connection, key_id: int, active: bool) -> dict[str, Any] | None:
     cursor = await conn.execute(
-        sql.SQL("UPDATE api_keys SET active = %s WHERE id = %s AND deleted_at IS NULL RETURNING {}").format(
-            PUBLIC_COLUMNS
-        ),
+        f"""WITH changed AS (
+                UPDATE api_keys SET active = %s WHERE id = %s AND deleted_at IS NULL RETURNING {KEY_COLUMNS}
+            ) {RECORD.format(keys="changed")}""",  # noqa: S608 - composed from constants only
         (active, key_id),
     )
     return await cursor.fetchone()
@@ -94,16 +94,13 @@ async def replace_ciphertext(conn: Connection, key_id: int, ciphertext: bytes) -
 
 async def counts(conn: Connection) -> dict[str, Any]:
     cursor = await conn.execute(
-        """SELECT count(*) FILTER (WHERE active AND deleted_at IS NULL) AS active_keys,
-                  max(last_success_at) AS last_key_ok_at
-           FROM api_keys"""
+        """SELECT (SELECT count(*) FROM api_keys WHERE active AND deleted_at IS NULL) AS active_keys,
+                  (SELECT max(last_success_at) FROM key_health) AS last_key_ok_at"""
     )
     row = await cursor.fetchone()
     return row or {"active_keys": 0, "last_key_ok_at": None}
 
 
 async def get_live(conn: Connection, key_id: int) -> dict[str, Any] | None:
-    cursor = await conn.execute(
-        sql.SQL("SELECT {} FROM api_keys WHERE id = %s AND deleted_at IS NULL").format(PUBLIC_COLUMNS), (key_id,)
-    )
+    cursor = await conn.execute(f"{RECORD.format(keys='api_keys')} WHERE k.id = %s AND k.deleted_at IS NULL", (key_id,))
     return await cursor.fetchone()

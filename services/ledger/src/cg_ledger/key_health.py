@@ -1,10 +1,12 @@
-"""The ledger's handler for probe results: each key's health in `api_keys`, applied exactly once.
+"""The ledger's handler for probe results: each key's health in `key_health` (the ledger's table; the api reads it),
+applied exactly once.
 
-Per result, under the key's row lock: a result older than the key's last success changes nothing (it cannot alter
-the failure streak since); one already in `key_probe_results` changes nothing (a re-send or a redelivery); otherwise
-it is remembered and applied. A success resets `consecutive_failures` to the failures remembered after it (those that
-arrived before it, out of order) and forgets everything older; a failure adds one. The "last …" columns follow the
-newest result by `probed_at`, whatever order results arrive in. Results of deleted or unknown keys are ignored.
+Per result, under the lock of the key's `key_health` row: a result older than the key's last success changes nothing
+(it cannot alter the failure streak since); one already in `key_probe_results` changes nothing (a re-send or a
+redelivery); otherwise it is remembered and applied. A success resets `consecutive_failures` to the failures
+remembered after it (those that arrived before it, out of order) and forgets everything older; a failure adds one.
+The "last …" columns follow the newest result by `probed_at`, whatever order results arrive in. Results of deleted or
+unknown keys are ignored.
 
 Memory is bounded: results probed longer ago than `CG_PROBE_RESULTS` keeps messages (7 days) are ignored, so the rows
 of a key failing for weeks can be forgotten after that time without a late re-send ever counting twice.
@@ -76,9 +78,16 @@ class KeyHealthRecorder:
 
 async def apply_result(conn: Connection, result: ProbeResult) -> bool:
     """Apply one result inside the caller's transaction; False when it changes nothing."""
+    # The key must be stored and live (api_keys, read only); its health row is made on its first result.
+    await conn.execute(
+        """INSERT INTO key_health (key_id) SELECT id FROM api_keys WHERE id = %s AND deleted_at IS NULL
+           ON CONFLICT DO NOTHING""",
+        (result.key_id,),
+    )
     cursor = await conn.execute(
-        """SELECT last_probe_at, last_success_at, consecutive_failures FROM api_keys
-           WHERE id = %s AND deleted_at IS NULL FOR UPDATE""",
+        """SELECT h.last_probe_at, h.last_success_at, h.consecutive_failures
+           FROM key_health h JOIN api_keys k ON k.id = h.key_id
+           WHERE h.key_id = %s AND k.deleted_at IS NULL FOR UPDATE OF h""",
         (result.key_id,),
     )
     key = await cursor.fetchone()
@@ -92,7 +101,7 @@ async def apply_result(conn: Connection, result: ProbeResult) -> bool:
     )
     if cursor.rowcount == 0:
         return False
-    health: dict[str, Any] = {"id": result.key_id}
+    health: dict[str, Any] = {"key_id": result.key_id}
     if result.ok:
         health["last_success_at"] = result.probed_at
         health["consecutive_failures"] = await _failures_after(conn, result)
@@ -114,9 +123,9 @@ async def apply_result(conn: Connection, result: ProbeResult) -> bool:
             "last_error": error_text(result),
         }
     assignments = sql.SQL(", ").join(
-        sql.SQL("{} = {}").format(sql.Identifier(name), sql.Placeholder(name)) for name in health if name != "id"
+        sql.SQL("{} = {}").format(sql.Identifier(name), sql.Placeholder(name)) for name in health if name != "key_id"
     )
-    await conn.execute(sql.SQL("UPDATE api_keys SET {} WHERE id = %(id)s").format(assignments), health)
+    await conn.execute(sql.SQL("UPDATE key_health SET {} WHERE key_id = %(key_id)s").format(assignments), health)
     return True
 
 
