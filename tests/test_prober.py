@@ -18,11 +18,12 @@ from redis.asyncio import Redis
 
 from cg_common.crypto import fingerprint
 from cg_common.heartbeats import heartbeat_key
+from cg_common.organization import organization_source
 from cg_common.probes import ProbeRequest
 from cg_common.subjects import BILLING_STREAM, USAGE_STREAM
 from cg_common.usage_event import parse_usage_event
-from cg_prober.keys_repo import UsageFigures
-from cg_prober.organization import late_addition, organization_source
+from cg_prober.org_state import UsageFigures
+from cg_prober.organization import late_addition
 from tests.fake_openai import FakeServer, fake_key, running_fake_openai
 from tests.support.leaks import database_holds, nats_holds
 from tests.support.probing import (
@@ -42,6 +43,7 @@ from tests.support.processes import (
     running_prober,
     start_prober,
 )
+from tests.support.roles import service_role
 from tests.support.usage import count_rows, dead_letters, wait_until
 
 SLOW_MS = 2500
@@ -54,11 +56,18 @@ def fake() -> Iterator[FakeServer]:
 
 
 @pytest.fixture
-def prober_env(ledger_env: dict[str, str], master_key: str, fake: FakeServer) -> dict[str, str]:
-    """A prober with short timeouts and back-offs, so that retries and time-outs play out within seconds."""
+def prober_env(ledger_env: dict[str, str], master_key: str, fake: FakeServer) -> Iterator[dict[str, str]]:
+    """A prober with short timeouts and back-offs, so that retries and time-outs play out within seconds. It connects
+    to PostgreSQL as a role of its own with only what docs/architecture.md grants the prober (the columns of
+    `api_keys` it needs), so every test here proves it reads nothing else: no ledger table in particular."""
+    with service_role(ledger_env["DATABASE_URL"], "prober") as database_url:
+        yield prober_settings(ledger_env, master_key, fake, database_url)
+
+
+def prober_settings(ledger_env: dict[str, str], master_key: str, fake: FakeServer, database_url: str) -> dict[str, str]:
     return {
         "NATS_URL": ledger_env["NATS_URL"],
-        "DATABASE_URL": ledger_env["DATABASE_URL"],
+        "DATABASE_URL": database_url,
         "REDIS_URL": ledger_env["REDIS_URL"],
         "MASTER_KEY": master_key,
         "OPENAI_BASE_URL": fake.base_url,
@@ -71,9 +80,8 @@ def prober_env(ledger_env: dict[str, str], master_key: str, fake: FakeServer) ->
 
 
 def test_every_outcome_is_classified_retried_as_it_should_and_never_leaks_the_key(
-    prober_env: dict[str, str], master_key: str, fake: FakeServer, tmp_path: Path
+    prober_env: dict[str, str], database_url: str, master_key: str, fake: FakeServer, tmp_path: Path
 ) -> None:
-    database_url = prober_env["DATABASE_URL"]
     behaviours = ["valid", "invalid", "quota", "ratelimited", "slow", "flaky", "down", "echo"]
     keys = {b: fake_key(b) for b in behaviours}
     ids = {b: store_key(database_url, master_key, k) for b, k in keys.items()}
@@ -152,9 +160,9 @@ async def _heartbeats(redis_url: str) -> int:
 
 
 def test_completion_probe_publishes_its_usage_once(
-    prober_env: dict[str, str], master_key: str, fake: FakeServer, tmp_path: Path
+    prober_env: dict[str, str], database_url: str, master_key: str, fake: FakeServer, tmp_path: Path
 ) -> None:
-    key_id = store_key(prober_env["DATABASE_URL"], master_key, fake_key())
+    key_id = store_key(database_url, master_key, fake_key())
     request = probe_request(key_id, "scheduled")
     env = {**prober_env, "PROBE_MODE": "completion", "OPENAI_MODEL": "gpt-4o-mini"}
     with running_prober(env, tmp_path / "prober.log"):
@@ -174,9 +182,9 @@ def test_completion_probe_publishes_its_usage_once(
 
 
 def test_unreachable_upstream_is_a_network_error_after_retries(
-    prober_env: dict[str, str], master_key: str, tmp_path: Path
+    prober_env: dict[str, str], database_url: str, master_key: str, tmp_path: Path
 ) -> None:
-    key_id = store_key(prober_env["DATABASE_URL"], master_key, fake_key())
+    key_id = store_key(database_url, master_key, fake_key())
     request = probe_request(key_id)
     env = {**prober_env, "OPENAI_BASE_URL": f"http://127.0.0.1:{free_port()}/v1"}
     with running_prober(env, tmp_path / "prober.log"):
@@ -192,11 +200,13 @@ class SlowProbe(NamedTuple):
     key: str  # the slow key, whose calls the fake counts
 
 
-def a_slow_probe_in_flight(prober_env: dict[str, str], master_key: str, fake: FakeServer, log_path: Path) -> SlowProbe:
+def a_slow_probe_in_flight(
+    prober_env: dict[str, str], database_url: str, master_key: str, fake: FakeServer, log_path: Path
+) -> SlowProbe:
     """A prober calling the fake with a key that answers slowly (after SLOW_MS, before the probe timeout): when this
     returns, the probe is in flight; a probe cut short comes back after the ack wait."""
     slow = fake_key("slow")
-    request = probe_request(store_key(prober_env["DATABASE_URL"], master_key, slow))
+    request = probe_request(store_key(database_url, master_key, slow))
     env = {**prober_env, "PROBE_TIMEOUT_SECS": "4", "PROBER_ACK_WAIT_SECS": "6"}
     prober = start_prober(env, log_path)
     try:
@@ -209,9 +219,11 @@ def a_slow_probe_in_flight(prober_env: dict[str, str], master_key: str, fake: Fa
 
 
 def test_a_prober_killed_mid_probe_is_replaced_and_the_request_answered_once(
-    prober_env: dict[str, str], master_key: str, fake: FakeServer, tmp_path: Path
+    prober_env: dict[str, str], database_url: str, master_key: str, fake: FakeServer, tmp_path: Path
 ) -> None:
-    first, request, env, slow = a_slow_probe_in_flight(prober_env, master_key, fake, tmp_path / "first.log")
+    first, request, env, slow = a_slow_probe_in_flight(
+        prober_env, database_url, master_key, fake, tmp_path / "first.log"
+    )
     first.kill()
     first.stop()
     assert not probe_results(env["NATS_URL"])
@@ -233,13 +245,13 @@ async def _pending(nats_url: str) -> int:
 
 def test_admin_key_organization_usage_is_recorded_once_even_when_pulled_twice(
     prober_env: dict[str, str],
+    database_url: str,
     ledger_env: dict[str, str],
     api_env: dict[str, str],
     master_key: str,
     fake: FakeServer,
     tmp_path: Path,
 ) -> None:
-    database_url = prober_env["DATABASE_URL"]
     admin = fake_key(admin=True)
     key_id = store_key(database_url, master_key, admin, kind="admin")
     source = organization_source(fingerprint(admin))
@@ -286,14 +298,21 @@ def test_admin_key_organization_usage_is_recorded_once_even_when_pulled_twice(
     assert all(isinstance(day["computed"], str) for day in answer["days"])
     assert asyncio.run(nats_holds(prober_env["NATS_URL"], admin)) == []
     assert admin not in (tmp_path / "prober.log").read_text()
+    # All of it through a role that cannot read the ledger's tables: the prober's own record served it.
+    with psycopg.connect(prober_env["DATABASE_URL"]) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute("SELECT 1 FROM usage_events LIMIT 1")
 
 
 def test_usage_openai_adds_to_an_hour_after_it_ended_is_recorded_once(
-    prober_env: dict[str, str], ledger_env: dict[str, str], master_key: str, fake: FakeServer, tmp_path: Path
+    prober_env: dict[str, str],
+    database_url: str,
+    ledger_env: dict[str, str],
+    master_key: str,
+    fake: FakeServer,
+    tmp_path: Path,
 ) -> None:
     """OpenAI reports more usage for two recent hours after they were recorded: the next probe sends what was added,
     once, and a probe after that sends nothing more; the ledger's totals end equal to what OpenAI says now."""
-    database_url = prober_env["DATABASE_URL"]
     admin = fake_key(admin=True)
     key_id = store_key(database_url, master_key, admin, kind="admin")
     source = organization_source(fingerprint(admin))
@@ -386,9 +405,11 @@ async def _ledger_pending(nats_url: str) -> int:
 
 
 def test_sigterm_finishes_the_probe_in_hand_then_exits_cleanly(
-    prober_env: dict[str, str], master_key: str, fake: FakeServer, tmp_path: Path
+    prober_env: dict[str, str], database_url: str, master_key: str, fake: FakeServer, tmp_path: Path
 ) -> None:
-    prober, request, env, _slow = a_slow_probe_in_flight(prober_env, master_key, fake, tmp_path / "prober.log")
+    prober, request, env, _slow = a_slow_probe_in_flight(
+        prober_env, database_url, master_key, fake, tmp_path / "prober.log"
+    )
     code = prober.stop(timeout=20)  # SIGTERM while the slow call is in flight
     assert code == 0
     results = probe_results(env["NATS_URL"])

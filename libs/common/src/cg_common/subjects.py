@@ -15,7 +15,6 @@ USAGE_HTTP = "cg.usage.http"  # what the api publishes for POST /usage/events
 PROBE_REQUEST = "cg.probe.request"  # cg.probe.request.<key_id>: per key, so a deleted key's requests can be purged
 PROBE_RESULT = "cg.probe.result"  # cg.probe.result.<key_id>
 COST_RECORDED = "cg.cost.recorded"  # cg.cost.recorded.<provider>
-ALERT_BUDGET = "cg.alert.budget"
 DLQ = "cg.dlq"  # cg.dlq.<what>: rejected input with the reason
 BILLING = "cg.billing"  # cg.billing.<provider>.costs: what a provider billed, as its own reports say
 
@@ -50,7 +49,6 @@ PROBE_REQUEST_STREAM = StreamSpec(
 )
 PROBE_RESULT_STREAM = StreamSpec("CG_PROBE_RESULTS", (f"{PROBE_RESULT}.>",))
 COST_STREAM = StreamSpec("CG_COSTS", (f"{COST_RECORDED}.>",))
-ALERT_STREAM = StreamSpec("CG_ALERTS", ("cg.alert.>",), max_age_secs=30 * DAY)
 DLQ_STREAM = StreamSpec("CG_DLQ", (f"{DLQ}.>",), max_age_secs=30 * DAY)
 BILLING_STREAM = StreamSpec("CG_BILLING", (f"{BILLING}.>",), max_age_secs=30 * DAY)
 
@@ -59,7 +57,6 @@ ALL_STREAMS = (
     PROBE_REQUEST_STREAM,
     PROBE_RESULT_STREAM,
     COST_STREAM,
-    ALERT_STREAM,
     DLQ_STREAM,
     BILLING_STREAM,
 )

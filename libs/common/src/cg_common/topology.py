@@ -22,6 +22,7 @@ from cg_common.subjects import (
     ALL_STREAMS,
     BILLING,
     BILLING_STREAM,
+    DAY,
     PROBE_REQUEST,
     PROBE_REQUEST_STREAM,
     PROBE_RESULT,
@@ -32,6 +33,9 @@ from cg_common.subjects import (
 )
 
 PROBER_STATE_BUCKET = "CG_PROBER_STATE"  # the prober's own state: organization-usage bookmarks (cg_prober.org_state)
+# An entry not written for this long is gone: longer than the longest organization look-back (31 days), so an hour
+# the prober may still pull never loses its record of what was emitted.
+PROBER_STATE_MAX_AGE_SECS = 35 * DAY
 USAGE_MAX_ACK_PENDING = 40_000  # room for every ledger replica's batches in flight (4 × the largest batch, 10,000)
 MAX_ACK_PENDING = 20_000
 MIGRATE_HINT = "run the migration step (cg-migrate, make migrate) with this deployment's settings"
@@ -65,6 +69,7 @@ class Bucket:
 
     name: str
     replicas: int
+    max_age_secs: float = 0.0  # 0: entries never expire
     description: str = ""
 
     @property
@@ -113,7 +118,9 @@ class Topology:
                 f"{PROBE_REQUEST}.>",
                 settings.prober_ack_wait_secs,
             ),
-            prober_state=Bucket(PROBER_STATE_BUCKET, replicas, "the prober's organization-usage bookmarks"),
+            prober_state=Bucket(
+                PROBER_STATE_BUCKET, replicas, PROBER_STATE_MAX_AGE_SECS, "the prober's organization-usage bookmarks"
+            ),
         )
 
     def stream(self, name: str) -> StreamConfig:
@@ -200,6 +207,7 @@ def _bucket_stream(bucket: Bucket) -> StreamConfig:
         retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
         num_replicas=bucket.replicas,
+        max_age=bucket.max_age_secs,
         max_msgs_per_subject=1,
         allow_rollup_hdrs=True,
         deny_delete=True,

@@ -1,6 +1,7 @@
 """All SQL the api runs on recorded usage, except the summary (summary_repo): pages of records, reset, metrics.
 
-The ledger writes these tables; the api only reads them, and clears them on DELETE /reset.
+The ledger writes these tables; the api only reads them, and clears them on DELETE /reset through the ledger's
+`clear_usage()` function.
 """
 
 from __future__ import annotations
@@ -148,7 +149,7 @@ async def clear(conn: Connection) -> None:
     behind a long reader or the ledger's writes, rather than queueing everything else behind its lock."""
     async with conn.transaction():
         await conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(RESET_LOCK_TIMEOUT)))
-        await conn.execute("TRUNCATE usage_events, usage_rollup_hourly, usage_rollup_daily, usage_rollup_pending")
+        await conn.execute("SELECT clear_usage()")
 
 
 async def figures(conn: Connection) -> dict[str, Any]:

@@ -94,10 +94,9 @@ class ProbeHandler:
 
     async def _probe(self, request: ProbeRequest, key: StoredKey, api_key: str, delivery: int) -> Outcome:
         if key.kind == "admin" and self._organization is not None:
-            attempt, extra = await self._organization.pull(key, api_key)
+            attempt = await self._organization.pull(key, api_key)
         else:
             attempt = await upstream.call(self._client, api_key, self._method, self._path, json_body=self._body)
-            extra = ()
         metrics.ATTEMPTS.labels(attempt.outcome).inc()
         metrics.LATENCY.observe(attempt.latency_ms / 1000)
         if attempt.retryable and delivery < self._settings.probe_max_attempts:
@@ -108,7 +107,7 @@ class ProbeHandler:
             )
             return Outcome.retry(attempt.outcome, delay_secs=delay)
         result = self._result(request, attempt, api_key, delivery)
-        outgoing = [*extra, *self._usage(request, key, attempt)]
+        outgoing = self._usage(request, key, attempt)
         if not attempt.ok:
             log.info("probe failed", key_id=key.id, outcome=attempt.outcome, status=attempt.http_status)
         return self._final(request, result, outgoing)

@@ -2,91 +2,111 @@
 events the ledger records like any other.
 
 Stable ids make pulling a bucket twice harmless: an event is `<bucket start>:<model>:<project>:<api key id>` under the
-source `//openai.com/organization/<admin key fingerprint>`, and the ledger counts each (source, id) once. Only whole
-hours are pulled (the hour in progress would be recorded early and incomplete). Where to start is read from what the
-ledger recorded for that source: the newest bucket, and at least the last LATE_USAGE_HOURS, are pulled again, since
-OpenAI may add usage to an hour after it ended. What a bucket holds beyond what was recorded goes out as a late
-addition, `<id>|after:<requests>:<input>:<cached>:<output>` (the recorded figures it adds to): the same id from every
-prober that saw the same record, so it too is counted once. A first pull reaches back `ORG_USAGE_LOOKBACK_HOURS`.
+source `organization_source(<admin key fingerprint>)`, and the ledger counts each (source, id) once. Only whole hours
+are pulled (the hour in progress would be recorded early and incomplete). What was emitted is the prober's own record
+(`org_state`, never the ledger's tables): each pull starts LATE_USAGE_HOURS before the end of the last one, since
+OpenAI may add usage to an hour after it ended, and what a bucket holds beyond what was emitted for it goes out as a
+late addition, `<id>|after:<requests>:<input>:<cached>:<output>` (the emitted figures it adds to), the same id from
+every prober that saw the same record. A first pull reaches back `ORG_USAGE_LOOKBACK_HOURS`.
 
-Billed costs come from `/organization/costs` (whole UTC days, per project and line item) the same way, resumed from
-the newest day the ledger stored in `billed_costs`, and go out as `BilledCost` messages on `cg.billing.openai.costs`.
+Billed costs come from `/organization/costs` (whole UTC days, per project and line item), from the last day of the
+previous pull on (a recent day may be revised), and go out as `BilledCost` messages on `cg.billing.openai.costs`.
 """
 
 from __future__ import annotations
 
 import re
+from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import httpx
-from psycopg import Error as PsycopgError
-from psycopg_pool import AsyncConnectionPool
+from nats.js.client import JetStreamContext
 from pydantic import ValidationError
 
 from cg_common.billing import OPENAI_BILLED_COSTS, BilledCost
-from cg_common.db import Connection
+from cg_common.consumer import TransientError
 from cg_common.logging import get_logger
-from cg_common.publishing import Outgoing
+from cg_common.organization import ORGANIZATION_USAGE_SUBJECT, organization_source
+from cg_common.publishing import Outgoing, PublishError, publish_all
 from cg_common.usage_event import USAGE_EVENT_TYPE, InvalidEventError
 from cg_common.usage_publisher import prepare_usage
 from cg_prober import metrics, upstream
-from cg_prober.keys_repo import StoredKey, UsageFigures, last_billed_day, last_recorded_hour, recorded_usage
+from cg_prober.keys_repo import StoredKey
+from cg_prober.org_state import HourState, OrganizationState, UsageFigures
 
 log = get_logger(__name__)
 
 HOUR = 3600
 DAY = 86_400
-ORG_USAGE_SUBJECT = "cg.usage.openai.organization"
 GROUP_BY = ("model", "project_id", "api_key_id")
 LATE_USAGE_HOURS = 3  # whole hours pulled again on every probe: OpenAI may still add to them
 MAX_PAGES = 100  # a week of hours is 7 pages of 24: far more means something is wrong upstream
+STATE_ATTEMPTS = 5  # compare-and-set rounds on one hour's record before the probe is handed back
 _MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+\-]{0,199}$")
 
 
-def organization_source(key_fingerprint: str) -> str:
-    return f"//openai.com/organization/{key_fingerprint}"
-
-
 class OrganizationPuller:
-    def __init__(self, db: AsyncConnectionPool[Connection], client: httpx.AsyncClient, *, lookback_hours: int) -> None:
-        self._db = db
+    def __init__(
+        self, js: JetStreamContext, state: OrganizationState, client: httpx.AsyncClient, *, lookback_hours: int
+    ) -> None:
+        self._js = js
+        self._state = state
         self._client = client
         self._lookback_hours = lookback_hours
 
-    async def pull(self, key: StoredKey, api_key: str) -> tuple[upstream.Attempt, tuple[Outgoing, ...]]:
-        """Pull every whole hour since the last recorded one; the first failing call is the probe's outcome."""
+    async def pull(self, key: StoredKey, api_key: str) -> upstream.Attempt:
+        """Pull and emit every whole hour since the last pull, then the billed costs; the first failing call is the
+        probe's outcome. Raises TransientError when NATS cannot store or take what was pulled (tried again later)."""
         source = organization_source(key.fingerprint)
         end = _floor_hour(datetime.now(UTC).timestamp())
-        start = await self._start(source, end)
+        until = await self._state.usage_until(key.fingerprint)
+        start = end - self._lookback_hours * HOUR if until is None else min(until, end) - LATE_USAGE_HOURS * HOUR
         params = {"start_time": start, "end_time": end, "bucket_width": "1h", "group_by": list(GROUP_BY), "limit": 24}
         first, buckets = await self._all_pages(api_key, "/organization/usage/completions", params)
         if not first.ok:
-            return first, ()
-        events = self._events(source, buckets, await self._recorded(source, start))
-        costs = await self._costs(source, api_key)
-        if isinstance(costs, upstream.Attempt):
-            return costs, ()
-        metrics.ORG_EVENTS.inc(len(events))
-        return first, (*events, *costs)
+            return first
+        emitted = await self._emit_usage(key.fingerprint, source, buckets)
+        await self._state.set_usage_until(key.fingerprint, end)
+        metrics.ORG_EVENTS.inc(emitted)
+        costs = await self._costs(key.fingerprint, source, api_key)
+        return costs if costs is not None else first
 
-    async def _costs(self, source: str, api_key: str) -> list[Outgoing] | upstream.Attempt:
-        """Billed costs of every whole UTC day since the last one recorded (again: a recent day may be revised)."""
+    async def _emit_usage(self, fingerprint: str, source: str, buckets: Sequence[Any]) -> int:
+        """Record each hour's new events in the prober's state, publish them, then mark them published; returns
+        how many events went out."""
+        by_hour: dict[int, list[Any]] = defaultdict(list)
+        for bucket in buckets:
+            if isinstance(bucket, dict):
+                by_hour[int(bucket.get("start_time") or 0)].extend(bucket.get("results") or [])
+        changed = [await self._record_hour(fingerprint, source, hour, results) for hour, results in by_hour.items()]
+        to_publish = [(hour, state) for hour, state in zip(by_hour, changed, strict=True) if state is not None]
+        events = [event for _, state in to_publish for event in state.pending]
+        await self._publish([prepare_usage(event, subject=ORGANIZATION_USAGE_SUBJECT).outgoing() for event in events])
+        for hour, state in to_publish:  # a lost race here only means the next pull publishes them again
+            await self._state.replace_hour(fingerprint, hour, HourState(state.figures, (), state.revision))
+        return len(events)
+
+    async def _record_hour(self, fingerprint: str, source: str, hour: int, results: list[Any]) -> HourState | None:
+        """The hour's record with this pull's events stored as pending; None when there is nothing to publish."""
+        for _ in range(STATE_ATTEMPTS):
+            state = await self._state.hour(fingerprint, hour)
+            events = _new_events(source, hour, results, state.figures)
+            if not events and not state.pending:
+                return None
+            stored = await self._state.replace_hour(fingerprint, hour, state.with_emitted(events))
+            if stored is not None:
+                return stored
+        raise TransientError(f"another prober kept changing the record of hour {hour}; handed back")
+
+    async def _costs(self, fingerprint: str, source: str, api_key: str) -> upstream.Attempt | None:
+        """Billed costs of every whole UTC day since the last pull's last day; the failed call, if one failed."""
         today = _floor_day(datetime.now(UTC).timestamp())
-        try:
-            async with self._db.connection() as conn:
-                last = await last_billed_day(conn, source)
-        except PsycopgError as error:
-            log.warning("could not read the last billed day; pulling the whole look-back", error=type(error).__name__)
-            last = None
-        if last is None:
-            start = today - max(1, -(-self._lookback_hours // 24)) * DAY
-        else:
-            start = int(datetime(last.year, last.month, last.day, tzinfo=UTC).timestamp())
-        if start >= today:
-            return []
+        until = await self._state.costs_until(fingerprint)
+        # After a first pull, its last day again: OpenAI may still revise it.
+        start = today - max(1, -(-self._lookback_hours // 24)) * DAY if until is None else min(until, today) - DAY
         pulled_at = datetime.now(UTC)
         params = {
             "start_time": start,
@@ -98,7 +118,15 @@ class OrganizationPuller:
         attempt, buckets = await self._all_pages(api_key, "/organization/costs", params)
         if not attempt.ok:
             return attempt
-        return _billed(source, buckets, pulled_at)
+        await self._publish(_billed(source, buckets, pulled_at))  # a day's newest figure wins: no record needed
+        await self._state.set_costs_until(fingerprint, today)
+        return None
+
+    async def _publish(self, messages: list[Outgoing]) -> None:
+        try:
+            await publish_all(self._js, messages)
+        except PublishError as error:
+            raise TransientError(f"organization usage not acknowledged: {error}") from error
 
     async def _all_pages(self, api_key: str, path: str, params: dict[str, Any]) -> tuple[upstream.Attempt, list[Any]]:
         """The `data` of every page, following `next_page`, with the first call (the probe's outcome); or the first
@@ -121,48 +149,23 @@ class OrganizationPuller:
         assert first is not None  # noqa: S101 - the loop ran at least once
         return first, data
 
-    async def _start(self, source: str, end: int) -> int:
-        try:
-            async with self._db.connection() as conn:
-                last = await last_recorded_hour(conn, source)
-        except PsycopgError as error:
-            log.warning(
-                "could not read the last pulled bucket; pulling the whole look-back", error=type(error).__name__
-            )
-            last = None
-        if last is None:
-            return end - self._lookback_hours * HOUR
-        # The newest recorded hour and the last few again (OpenAI may still add to them); this also makes every probe
-        # of an admin key a call that proves the key.
-        return min(last, end - LATE_USAGE_HOURS * HOUR)
 
-    async def _recorded(self, source: str, start: int) -> dict[str, UsageFigures]:
+def _new_events(source: str, hour: int, results: list[Any], emitted: dict[str, UsageFigures]) -> list[dict[str, Any]]:
+    """The events an hour's results call for, given what was emitted for its buckets before."""
+    events = []
+    for result in results:
+        event = _usage_event(source, hour, result)
+        if event is not None and event["id"] in emitted:
+            event = late_addition(event, emitted[event["id"]])
+        if event is None:
+            continue
         try:
-            async with self._db.connection() as conn:
-                return await recorded_usage(conn, source, since=start)
-        except PsycopgError as error:
-            # Every bucket then goes out under its plain id: the ledger keeps what it had, only late additions wait.
-            log.warning("could not read the recorded usage; no late additions this time", error=type(error).__name__)
-            return {}
-
-    @staticmethod
-    def _events(source: str, buckets: Sequence[Any], recorded: dict[str, UsageFigures]) -> list[Outgoing]:
-        events = []
-        for bucket in buckets:
-            if not isinstance(bucket, dict):
-                continue
-            start = int(bucket.get("start_time") or 0)
-            for result in bucket.get("results") or []:
-                event = _usage_event(source, start, result)
-                if event is not None and event["id"] in recorded:
-                    event = late_addition(event, recorded[event["id"]])
-                if event is None:
-                    continue
-                try:
-                    events.append(prepare_usage(event, subject=ORG_USAGE_SUBJECT).outgoing())
-                except InvalidEventError as error:
-                    log.warning("organization usage result skipped", reason=str(error)[:200])
-        return events
+            prepare_usage(event, subject=ORGANIZATION_USAGE_SUBJECT)  # what the ledger would refuse is skipped here
+        except InvalidEventError as error:
+            log.warning("organization usage result skipped", reason=str(error)[:200])
+            continue
+        events.append(event)
+    return events
 
 
 def _usage_event(source: str, start: int, result: Any) -> dict[str, Any] | None:
@@ -194,22 +197,22 @@ def _usage_event(source: str, start: int, result: Any) -> dict[str, Any] | None:
     }
 
 
-def late_addition(event: dict[str, Any], recorded: UsageFigures) -> dict[str, Any] | None:
-    """The part of a bucket's usage the ledger has not recorded yet, as an event of its own; None when there is none.
-    A bucket OpenAI lowered after it was recorded keeps the recorded figures: usage cannot be negative."""
+def late_addition(event: dict[str, Any], emitted: UsageFigures) -> dict[str, Any] | None:
+    """The part of a bucket's usage not emitted yet, as an event of its own; None when there is none. A bucket
+    OpenAI lowered after it was emitted keeps the emitted figures: usage cannot be negative."""
     data = event["data"]
     added = {
-        "requests": data["requests"] - recorded.requests,
-        "input_tokens": data["input_tokens"] - recorded.input_tokens,
-        "cached_input_tokens": data["cached_input_tokens"] - recorded.cached_input_tokens,
-        "output_tokens": data["output_tokens"] - recorded.output_tokens,
+        "requests": data["requests"] - emitted.requests,
+        "input_tokens": data["input_tokens"] - emitted.input_tokens,
+        "cached_input_tokens": data["cached_input_tokens"] - emitted.cached_input_tokens,
+        "output_tokens": data["output_tokens"] - emitted.output_tokens,
     }
     if any(value < 0 for value in added.values()):
-        log.warning("organization usage lowered after it was recorded; the recorded figures stay", event_id=event["id"])
+        log.warning("organization usage lowered after it was emitted; the emitted figures stay", event_id=event["id"])
         return None
     if not any(added.values()):
         return None
-    after = (recorded.requests, recorded.input_tokens, recorded.cached_input_tokens, recorded.output_tokens)
+    after = (emitted.requests, emitted.input_tokens, emitted.cached_input_tokens, emitted.output_tokens)
     return {
         **event,
         "id": f"{event['id']}|after:{':'.join(str(figure) for figure in after)}",

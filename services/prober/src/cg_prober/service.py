@@ -24,6 +24,7 @@ from cg_common.subjects import (
 from cg_common.topology import Needs, Topology, require
 from cg_prober import upstream
 from cg_prober.handler import ProbeHandler
+from cg_prober.org_state import OrganizationState
 from cg_prober.organization import OrganizationPuller
 from cg_prober.settings import ProberSettings
 
@@ -70,7 +71,8 @@ async def run(settings: ProberSettings) -> None:
         js = nats.jetstream()
         topology = Topology.from_settings(settings)
         await require(js, topology, needs(topology))
-        organization = OrganizationPuller(db, client, lookback_hours=settings.org_usage_lookback_hours)
+        state = OrganizationState(await js.key_value(topology.prober_state.name))
+        organization = OrganizationPuller(js, state, client, lookback_hours=settings.org_usage_lookback_hours)
         handler = ProbeHandler(settings, db, cipher, client, organization)
         consumer = PerMessageConsumer(
             js,

@@ -13,11 +13,11 @@ from pydantic import BaseModel
 from cg_api.auth import AdminAuth
 from cg_api.deps import DbDep
 from cg_api.usage_schemas import Money
+from cg_common.organization import ORGANIZATION_SOURCES_LIKE
 
 router = APIRouter(prefix="/usage", tags=["usage"], dependencies=[AdminAuth])
 
 DEFAULT_DAYS = 30
-ORGANIZATION_SOURCES = "//openai.com/organization/%"
 
 BY_DAY = """
 WITH billed AS (
@@ -64,7 +64,7 @@ async def billed(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             detail=[{"loc": ["query", "since"], "msg": "since must not be after until", "type": "value_error"}],
         )
-    cursor = await db.execute(BY_DAY, {"since": since, "until": until, "sources": ORGANIZATION_SOURCES})
+    cursor = await db.execute(BY_DAY, {"since": since, "until": until, "sources": ORGANIZATION_SOURCES_LIKE})
     days = [
         BilledDay(
             day=row["day"],

@@ -1,0 +1,92 @@
+"""Who owns each PostgreSQL table and who may read it: the table `docs/architecture.md` shows, as data.
+
+Every table has one owning service, the only one that writes it; another service reads it only where a grant below
+says so, and only the columns named. What one service may do to another's data beyond reading goes through a
+function the owner defines (`clear_usage()`, for the api's DELETE /reset). A test holds the document to this module,
+and the grants here are what a service's own PostgreSQL role is given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from psycopg import sql
+
+SERVICES = ("api", "ledger", "prober", "scheduler")  # the web never opens PostgreSQL
+OWNER_PRIVILEGES = sql.SQL("SELECT, INSERT, UPDATE, DELETE, TRUNCATE")
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    owner: str
+    purpose: str
+    # Reader → the columns it may read; every column where the tuple is empty.
+    readers: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Function:
+    """An operation on its owner's tables that another service may invoke, with the owner's rights."""
+
+    name: str
+    owner: str
+    purpose: str
+    callers: tuple[str, ...]
+
+
+KEY_COLUMNS_FOR_ATTRIBUTION = ("id", "fingerprint", "deleted_at")
+
+TABLES = (
+    Table(
+        "api_keys",
+        "api",
+        "stored OpenAI keys: ciphertext, fingerprint, label, kind, active, deleted",
+        {
+            "ledger": KEY_COLUMNS_FOR_ATTRIBUTION,
+            "prober": ("id", "kind", "ciphertext", "fingerprint", "active", "deleted_at"),
+            "scheduler": ("id", "active", "deleted_at"),
+        },
+    ),
+    Table("key_health", "ledger", "each key's health from its probe results", {"api": ()}),
+    Table("key_probe_results", "ledger", "which probe results were applied, so each counts once"),
+    Table("usage_events", "ledger", "usage records, one per (source, event id)", {"api": ()}),
+    Table("usage_rollup_hourly", "ledger", "usage summed per hour, key, source, provider, model", {"api": ()}),
+    Table("usage_rollup_daily", "ledger", "usage summed per UTC day, key, source, provider, model", {"api": ()}),
+    Table("usage_rollup_pending", "ledger", "roll-up sums of committed batches not folded in yet", {"api": ()}),
+    Table("billed_costs", "ledger", "what OpenAI billed per day, project and line item", {"api": ()}),
+    Table("schema_migrations", "migrate", "the SQL migrations applied"),
+)
+
+FUNCTIONS = (Function("clear_usage", "ledger", "every usage record and roll-up (DELETE /reset)", ("api",)),)
+
+
+def table(name: str) -> Table:
+    return next(t for t in TABLES if t.name == name)
+
+
+def grants(service: str, role: str) -> list[sql.Composed]:
+    """The GRANT statements that give `role` exactly what `service` may do: write its own tables, read the columns
+    it is granted of others', call the functions offered to it."""
+    statements = []
+    role_id = sql.Identifier(role)
+    for item in TABLES:
+        name = sql.Identifier(item.name)
+        if item.owner == service:
+            statements.append(
+                sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON {} TO {}").format(name, role_id)
+            )
+        elif service in item.readers:
+            columns = item.readers[service]
+            what = (
+                sql.SQL("SELECT ({})").format(sql.SQL(", ").join(map(sql.Identifier, columns)))
+                if columns
+                else sql.SQL("SELECT")
+            )
+            statements.append(sql.SQL("GRANT {} ON {} TO {}").format(what, name, role_id))
+    for function in FUNCTIONS:
+        if service in function.callers:
+            statements.append(
+                sql.SQL("GRANT EXECUTE ON FUNCTION {}() TO {}").format(sql.Identifier(function.name), role_id)
+            )
+    return statements
