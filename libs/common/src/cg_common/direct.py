@@ -11,18 +11,19 @@ That function must be quick, must not block and must not raise (anything it rais
 error callback and the message is dropped, as nats-py drops a message a slow consumer cannot take).
 
 This relies on nats-py's `Client._process_msg(sid, subject, reply, data, headers)`, the method its parser calls for
-each MSG/HMSG; the nats-py version is pinned and `tests/test_direct.py` covers the hook.
+each MSG/HMSG, through `cg_common.nats_internals`; `tests/test_direct.py` covers the hook.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js.api import Header
+
+from cg_common import nats_internals
 
 STATUS_PREFIX = b"NATS/1.0 "  # a status line: `NATS/1.0 404 No Messages`
 
@@ -31,14 +32,11 @@ class DirectHandler(Protocol):
     def __call__(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None, /) -> None: ...
 
 
-ProcessMsg = Callable[..., Awaitable[None]]  # nats-py types `headers` as bytes, and passes None too
-
-
 class _Dispatch:
     """Installed once per connection in place of its `_process_msg`: direct subscriptions first, nats-py's own
     processing for every other one."""
 
-    def __init__(self, nc: NATS, original: ProcessMsg) -> None:
+    def __init__(self, nc: NATS, original: nats_internals.ProcessMsg) -> None:
         self.nc = nc
         self.original = original
         self.handlers: dict[int, DirectHandler] = {}
@@ -54,15 +52,15 @@ class _Dispatch:
         try:
             handler(sid, subject, reply, data, headers)
         except Exception as error:  # never let a handler end the connection's read loop
-            await self.nc._error_cb(error)
+            await nats_internals.report_error(self.nc, error)
 
 
 def _dispatch(nc: NATS) -> _Dispatch:
-    installed = nc.__dict__.get("_process_msg")
+    installed = nats_internals.process_msg(nc)
     if isinstance(installed, _Dispatch):
         return installed
-    dispatch = _Dispatch(nc, nc._process_msg)
-    nc._process_msg = dispatch  # type: ignore[method-assign]  # the parser looks it up on the instance
+    dispatch = _Dispatch(nc, installed)
+    nats_internals.replace_process_msg(nc, dispatch)
     return dispatch
 
 
@@ -73,13 +71,14 @@ async def subscribe(nc: NATS, subject: str, handler: DirectHandler) -> Subscript
         return None
 
     subscription = await nc.subscribe(subject, cb=unused)
-    _dispatch(nc).handlers[subscription._id] = handler
+    _dispatch(nc).handlers[nats_internals.subscription_id(subscription)] = handler
     return subscription
 
 
 async def unsubscribe(subscription: Subscription) -> None:
     await subscription.unsubscribe()
-    _dispatch(subscription._conn).handlers.pop(subscription._id, None)
+    nc = nats_internals.subscription_connection(subscription)
+    _dispatch(nc).handlers.pop(nats_internals.subscription_id(subscription), None)
 
 
 def status(headers: bytes | None) -> str | None:
@@ -96,14 +95,14 @@ class DirectMsg(Msg):
     and parsing them cost a fifth of receiving one."""
 
     def __init__(self, nc: NATS, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
-        super().__init__(_client=nc, subject=subject.decode(), reply=reply.decode(), data=data, _sid=sid)
+        super().__init__(**nats_internals.msg_fields(nc, sid, subject.decode(), reply.decode(), data))  # type: ignore[arg-type]
         self._raw_headers = headers
 
     @property  # where nats-py's dataclass has a field: the same name and type
     def headers(self) -> dict[str, str] | None:
         raw = self._raw_headers
         if raw is not None:
-            parsed = NATS._parse_header_lines(raw.partition(b"\r\n")[2])  # the lines after `NATS/1.0[ status]`
+            parsed = nats_internals.parse_header_lines(raw.partition(b"\r\n")[2])  # after `NATS/1.0[ status]`
             code = status(raw)
             if code is not None:
                 parsed[Header.STATUS.value] = code

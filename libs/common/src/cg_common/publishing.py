@@ -19,7 +19,7 @@ from nats.errors import Error as NatsError
 from nats.js.api import PubAck
 from nats.js.client import JetStreamContext
 
-from cg_common import direct, wire
+from cg_common import direct, nats_internals, wire
 
 MSG_ID_HEADER = "Nats-Msg-Id"
 NO_RESPONDERS = "503"
@@ -67,7 +67,7 @@ async def publish_all(
     """
     if not messages:
         return []  # nothing will be acknowledged: waiting for it would take the whole ack_wait_secs
-    nc: NATS = js._nc  # the JetStream context's own connection
+    nc: NATS = nats_internals.connection(js)
     encoded = [(message.subject, message.header_block(), message.payload) for message in messages]
     for _subject, headers, payload in encoded:
         wire.check_payload(nc, headers, payload)

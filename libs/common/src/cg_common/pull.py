@@ -24,7 +24,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js.client import JetStreamContext
 
-from cg_common import direct
+from cg_common import direct, nats_internals
 
 HEARTBEAT = "100"
 REQUEST_ENDED = frozenset({"404", "408"})  # no messages, or the request expired: ask again when needed
@@ -53,8 +53,9 @@ class PullFetcher:
     """Batches from one durable pull consumer, for one replica."""
 
     def __init__(self, js: JetStreamContext, stream: str, durable: str) -> None:
-        self._nc: NATS = js._nc  # the JetStream context's own connection and API prefix (domains included)
-        self._next_subject = f"{js._prefix}.CONSUMER.MSG.NEXT.{stream}.{durable}"
+        # The JetStream context's own connection and API prefix (domains included).
+        self._nc: NATS = nats_internals.connection(js)
+        self._next_subject = f"{nats_internals.api_prefix(js)}.CONSUMER.MSG.NEXT.{stream}.{durable}"
         self._inbox = self._nc.new_inbox()
         self._buffer: deque[Msg] = deque()
         self._arrived = asyncio.Event()

@@ -16,6 +16,8 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import ConnectionClosedError, ConnectionDrainingError, MaxPayloadError, OutboundBufferLimitError
 
+from cg_common import nats_internals
+
 _SUBJECT = re.compile(r"[^\s]+")  # no whitespace: a space or CR/LF would end the protocol line
 _HEADER_KEY = re.compile(r"[!-9;-~]+")  # printable ASCII without ':', as nats-py requires
 _NEWLINES = str.maketrans({"\r": " ", "\n": " "})
@@ -72,11 +74,9 @@ async def send(nc: NATS, commands: Iterable[bytes]) -> None:
     batch = b"".join(commands)
     if not batch:
         return
-    if not nc.is_connected and (nc._max_pending_size <= 0 or len(batch) + nc._pending_data_size > nc._max_pending_size):
+    if not nc.is_connected and not nats_internals.buffer_has_room(nc, len(batch)):
         raise OutboundBufferLimitError  # what publish raises while reconnecting: the buffer is off, or full
-    await nc._send_command(batch)  # the buffer nats-py's own publish appends to
-    if nc._flush_queue is not None and nc._flush_queue.empty():
-        await nc._flush_pending()
+    await nats_internals.enqueue(nc, batch)  # the buffer nats-py's own publish appends to
 
 
 def check_payload(nc: NATS, headers: bytes, payload: bytes) -> None:
@@ -88,8 +88,8 @@ def check_payload(nc: NATS, headers: bytes, payload: bytes) -> None:
 async def ack_all(nc: NATS, messages: Iterable[Msg]) -> None:
     """Acknowledge JetStream messages (`+ACK` is an empty publish to the reply subject), all in one buffer entry."""
     messages = list(messages)
-    if any(message._ackd or not message.reply for message in messages):  # Msg.ack's own guard
+    if any(nats_internals.acknowledged(message) or not message.reply for message in messages):  # Msg.ack's guard
         raise ValueError("a message was already acknowledged, or is not from JetStream")
     await send(nc, [b"PUB %s 0\r\n\r\n" % message.reply.encode() for message in messages])
     for message in messages:
-        message._ackd = True
+        nats_internals.mark_acknowledged(message)

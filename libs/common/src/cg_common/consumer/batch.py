@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from nats.aio.msg import Msg
 from nats.js.client import JetStreamContext
 
-from cg_common import wire
+from cg_common import nats_internals, wire
 from cg_common.consumer.outcome import Outcome, TransientError, Verdict
 from cg_common.consumer.spec import ConsumerSpec, ConsumerStats, dead_letter
 from cg_common.logging import get_logger
@@ -148,7 +148,7 @@ class BatchConsumer:
                 self.stats.retried += 1
             else:
                 settled.append(message)
-        await wire.ack_all(self._js._nc, settled)  # one buffer write for the batch, not one publish each
+        await wire.ack_all(nats_internals.connection(self._js), settled)  # one buffer write, not a publish each
         self.stats.dead_lettered += len(dead)
         self.stats.done += len(settled) - len(dead)
 
