@@ -284,6 +284,7 @@ def test_admin_key_organization_usage_is_recorded_once_even_when_pulled_twice(
         )
     assert fake.fake.requests_of(admin) >= 4  # usage and costs, twice
     assert "cg_prober_org_usage_events_total" in metrics
+    assert "cg_prober_requests_done_total" in metrics
     assert recorded_totals(database_url, source) == (len(fake.fake.served_usage), *served_totals(fake))
     # Billed costs: every (day, project) OpenAI reported, stored once, and shown beside the computed cost.
     billed = [Decimal(repr(r["amount"]["value"])) for r in fake.fake.served_costs.values()]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+from prometheus_client import REGISTRY
+
 from cg_common.cache import connect_redis
-from cg_common.consumer import ConsumerSpec, PerMessageConsumer
+from cg_common.consumer import ConsumerSpec, ConsumerStatsCollector, PerMessageConsumer
 from cg_common.crypto import KeyCipher, new_master_key
 from cg_common.db import Connection, open_pool
 from cg_common.health_server import readiness_server
@@ -81,6 +83,7 @@ async def run(settings: ProberSettings) -> None:
             concurrency=settings.prober_concurrency,
             grace_secs=settings.probe_timeout_secs + 2,
         )
+        REGISTRY.register(ConsumerStatsCollector("cg_prober_requests", consumer.stats))
         health = readiness_server(db, nats, port=settings.prober_port)
         await health.start()
         on_termination(consumer.stop)
