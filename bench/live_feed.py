@@ -30,6 +30,7 @@ import httpx
 
 from bench import ingest
 from bench.ingest import Servers
+from bench.subscriber import READY
 from bench.support import CpuMeter, drop_database, fake_keys, per_thousand, process_tree_cpu, say
 from cg_common.crypto import fingerprint
 from cg_common.subjects import COST_RECORDED
@@ -135,7 +136,10 @@ def _subscriber(nats_url: str) -> Iterator[subprocess.Popen[str]]:
     )
     try:
         assert process.stdout is not None
-        if process.stdout.readline().strip() != "ready":
+        for line in process.stdout:  # log lines may come first
+            if line.strip() == READY:
+                break
+        else:
             raise RuntimeError(f"bench.subscriber did not start (exit code {process.poll()})")
         yield process
     finally:
@@ -145,9 +149,11 @@ def _subscriber(nats_url: str) -> Iterator[subprocess.Popen[str]]:
 
 
 def _received(process: subprocess.Popen[str]) -> int:
-    """What the subscriber printed on its way out: how many messages it received."""
+    """What the subscriber printed last, on its way out (after the connection's log lines): how many messages it
+    received."""
     assert process.stdout is not None
-    return int(process.stdout.read().strip() or -1)
+    lines = process.stdout.read().split()
+    return int(lines[-1]) if lines and lines[-1].isdigit() else -1
 
 
 def _drain(
