@@ -70,7 +70,7 @@ async def run(settings: LedgerSettings) -> None:
         js = nats.jetstream()
         await ensure_service_streams(js, settings)
         spec = usage_consumer_spec(settings)
-        consumer = Consumer(js, spec, UsageRecorder(db, js, Pricer()))
+        consumer = Consumer(js, spec, UsageRecorder(db, nats, js, Pricer()))
         billing = Consumer(js, billing_consumer_spec(settings.ledger_consumer), BilledCostRecorder(db))
         health_consumer = Consumer(js, probe_result_consumer_spec(settings), KeyHealthRecorder(db))
         REGISTRY.register(ConsumerStatsCollector("cg_ledger", consumer.stats))
