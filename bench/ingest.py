@@ -127,7 +127,7 @@ def run(
         result["lean_consume"] = asyncio.run(_lean_consume(servers))
         say(NAME, f"baseline (a) PullFetcher fetch + ack: {result['lean_consume']['rate']:,.0f} msgs/s")
 
-        parsed, result["parse_price"] = _parse_and_price(payloads)
+        parsed, result["parse_price"] = parse_and_price(payloads)
         figures = result["parse_price"]
         say(NAME, f"parse {figures['parse_us']:.1f} µs + price {figures['price_us']:.1f} µs an event, one core")
 
@@ -371,7 +371,7 @@ async def _lean_consume(servers: Servers) -> dict[str, Any]:
     return _figures(received, seconds, client_cpu, cpu)
 
 
-def _parse_and_price(payloads: Sequence[bytes]) -> tuple[Parsed, dict[str, Any]]:
+def parse_and_price(payloads: Sequence[bytes]) -> tuple[Parsed, dict[str, Any]]:
     """What the ledger's Python does per event before SQL: parse_usage_events in the ledger's batches, then
     Pricer.price; timed apart."""
     batch, now = LEDGER_SPEC.batch_size, datetime.now(UTC)
@@ -413,7 +413,7 @@ def _parse_and_price(payloads: Sequence[bytes]) -> tuple[Parsed, dict[str, Any]]
     return list(zip(events, prices, strict=True)), timing
 
 
-def _usage_row(event: UsageEvent, price: Price, key_id: int | None) -> UsageRow:
+def usage_row(event: UsageEvent, price: Price, key_id: int | None) -> UsageRow:
     return UsageRow.from_event(event, price, occurred_at=event.time or datetime.now(UTC), key_id=key_id)
 
 
@@ -426,7 +426,7 @@ def _copy_baselines(database_url: str, parsed: Parsed, key_of: dict[str, int], s
     batch size, one commit per batch as the ledger commits: into a plain table with usage_events' columns, the same
     with the unique (source, event_id) index, and usage_events itself with all its indexes (emptied before)."""
     rows = [
-        _copy_tuple(_usage_row(event, price, key_of.get(event.data.key_fingerprint or ""))) for event, price in parsed
+        _copy_tuple(usage_row(event, price, key_of.get(event.data.key_fingerprint or ""))) for event, price in parsed
     ]
     like = "(LIKE usage_events INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING CONSTRAINTS)"
     results = {}
@@ -469,7 +469,7 @@ async def _store_path(database_url: str, parsed: Parsed, servers: Servers) -> di
     CONFLICT DO NOTHING RETURNING with key attribution and the pending roll-up sums) in the ledger's batches, one
     commit each, as its recorder calls it, then one fold of all pending sums; no NATS, no parsing. usage_events is
     empty before."""
-    rows = [_usage_row(event, price, event.data.key_id) for event, price in parsed]
+    rows = [usage_row(event, price, event.data.key_id) for event, price in parsed]
     batch = LEDGER_SPEC.batch_size
     meter = servers.meter()
     async with await psycopg.AsyncConnection.connect(database_url, row_factory=dict_row) as conn:

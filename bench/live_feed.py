@@ -7,7 +7,8 @@ no page, so the api is never called and none runs). The web's CPU is counted fro
 web is quiet again after the last commit (what it received late is its work too). Baselines in the same run: the
 same web, idle, over the same wall time; and, during a second drain of the same backlog, a bare subscriber process
 on `cg.cost.recorded.>` whose callback only counts (`bench.subscriber`): what receiving every `cg.cost.recorded`
-costs a Python process at least, whatever it then does with them.
+costs a Python process at least, whatever it then does with them. And what the notices cost the ledger: building
+and encoding one (`cg_ledger.batch_notice`) for each of the backlog's batches, timed in this process.
 
 Streams are emptied here, so with NATS_URL set a private nats-server is started, as for the ingest benchmark.
 """
@@ -23,6 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,7 @@ from bench.support import CpuMeter, drop_database, fake_keys, per_thousand, proc
 from cg_common.crypto import fingerprint
 from cg_common.subjects import COST_RECORDED
 from cg_devstack.servers import Stack
+from cg_ledger.batch_notice import batch_notice
 from cg_web.live import EVENT_NAME
 from cg_web.routes.overview import EVENTS_PATH
 from tests.support.processes import ServiceProcess, free_port, running_web, start_ledger
@@ -48,6 +51,34 @@ QUIET_CORES = 0.05  # below this share of a core over a sample, a process has ca
 QUIET_TIMEOUT_SECS = 60.0
 SUBSCRIBER_SUBJECT = f"{COST_RECORDED}.>"
 REPO = Path(__file__).resolve().parent.parent
+NOTICE_ROUNDS = 5  # the notice's cost is the best of these rounds over every batch: a few milliseconds each
+
+
+@dataclass(frozen=True)
+class Before:
+    """Figures of the same benchmark on the code before the web listened to `cg.cost.batch.recorded`, when it read
+    every `cg.cost.recorded` (docs/benchmarks.md as of commit e45c1f3): what each run is compared with."""
+
+    commit: str
+    measured: str
+    web_cpu_per_1000: float
+    web_cores: float
+    ledger_rate: float
+    ledger_cpu_per_1000: float
+    idle_cpu_per_1000: float
+    subscriber_cpu_per_1000: float
+
+
+BEFORE = Before(
+    commit="0f45f71",
+    measured="2026-12-05 01:32 UTC",
+    web_cpu_per_1000=0.00925,
+    web_cores=0.186,
+    ledger_rate=20_608,
+    ledger_cpu_per_1000=0.03305,
+    idle_cpu_per_1000=0.00015,
+    subscriber_cpu_per_1000=0.0061,
+)
 
 
 def run(stack: Stack, work_dir: Path, master_key: str, api_key: str) -> dict[str, Any]:
@@ -59,8 +90,11 @@ def run(stack: Stack, work_dir: Path, master_key: str, api_key: str) -> dict[str
         plain_keys = fake_keys(ingest.STORED_KEYS + ingest.UNKNOWN_KEYS)
         keys = (master_key, plain_keys[: ingest.STORED_KEYS])
         events = ingest.make_events(EVENTS, rng, [fingerprint(k) for k in plain_keys], ingest.LIVE_SPAN, name=NAME)
-        asyncio.run(ingest.publish_backlog(servers, events, [json.dumps(e).encode() for e in events]))
+        payloads = [json.dumps(e).encode() for e in events]
+        asyncio.run(ingest.publish_backlog(servers, events, payloads))
         say(NAME, f"{EVENTS:,} events waiting in CG_USAGE")
+        result["notice"] = _notice_cost(payloads)
+        say(NAME, f"a batch's notice: {result['notice']['us_per_batch']:.0f} µs to build and encode")
 
         web_env = {
             "NATS_URL": nats_url,
@@ -154,6 +188,31 @@ def _received(process: subprocess.Popen[str]) -> int:
     assert process.stdout is not None
     lines = process.stdout.read().split()
     return int(lines[-1]) if lines and lines[-1].isdigit() else -1
+
+
+def _notice_cost(payloads: Sequence[bytes]) -> dict[str, Any]:
+    """CPU to build and encode the notice of every batch of the backlog (the ledger's batch size, its rows parsed and
+    priced as the ledger does), best of NOTICE_ROUNDS rounds, in this process."""
+    parsed, _ = ingest.parse_and_price(payloads)
+    rows = [ingest.usage_row(event, price, None) for event, price in parsed]
+    size = ingest.LEDGER_SPEC.batch_size
+    batches = [rows[start : start + size] for start in range(0, len(rows), size)]
+    rounds = []
+    for _ in range(NOTICE_ROUNDS):
+        started = time.process_time()
+        for batch in batches:
+            notice = batch_notice(batch)
+            assert notice is not None
+            notice.model_dump_json().encode()
+        rounds.append(time.process_time() - started)
+    seconds = min(rounds)
+    return {
+        "batches": len(batches),
+        "batch_size": size,
+        "days": len({row.occurred_at.date() for row in rows}),
+        "us_per_batch": seconds / len(batches) * 1e6,
+        "ns_per_event": seconds / len(rows) * 1e9,
+    }
 
 
 def _drain(
@@ -274,8 +333,31 @@ def markdown(result: dict[str, Any]) -> str:
         f"The open event stream got {web['notices']} `cost` notices over the web's {web['window']:.1f} s "
         f"(at most one a second); the web logged {web['nats_warnings']} NATS errors or disconnections; the bare "
         f"subscriber received {subscriber['received']:,} messages.",
+        "",
+        _before_and_now(result),
     ]
     return "\n".join(lines)
+
+
+def _before_and_now(result: dict[str, Any]) -> str:
+    web, idle, notice = result["web"], result["idle"], result["notice"]
+    now, before = web["cpu_per_1000"]["web"], BEFORE.web_cpu_per_1000
+    # The kernel counts CPU time in 10 ms ticks: over a ten-second window a quiet process may show none at all.
+    less = f"{before / now:,.0f} times less" if now else "less than one tick of the kernel's CPU clock"
+    ledger_us = web["cpu_per_1000"]["ledger"] * 1000  # CPU seconds per 1,000 events → µs per event
+    return (
+        f"**Before and now.** Before the web listened to `cg.cost.batch.recorded` it read every `cg.cost.recorded`: "
+        f"the same benchmark on commit {BEFORE.commit} ({BEFORE.measured}) measured the web at "
+        f"**{_ms(before)}** of CPU per 1,000 events ({BEFORE.web_cores:.3f} cores) while the ledger drained "
+        f"{BEFORE.ledger_rate:,.0f} events/s (ledger {_ms(BEFORE.ledger_cpu_per_1000)} per 1,000), against "
+        f"{_ms(BEFORE.idle_cpu_per_1000)} idle and {_ms(BEFORE.subscriber_cpu_per_1000)} for the bare subscriber. "
+        f"Now: **{_ms(now)}** ({web['cores']['web']:.3f} cores), {less}; the idle web {_ms(idle['cpu_per_1000'])}. "
+        f"The ledger pays for the notices once a batch: building and encoding one for each of this backlog's "
+        f"{notice['batches']} batches of {notice['batch_size']:,} (on {notice['days']} UTC days in all) takes "
+        f"{notice['us_per_batch']:.0f} µs a batch, {notice['ns_per_event']:.0f} ns an event: "
+        f"{notice['ns_per_event'] / 1000 / ledger_us:.2%} of the ledger's {ledger_us:.0f} µs of CPU per event in "
+        "this run, less than that figure moves from one run to the next."
+    )
 
 
 def _row(label: str, figures: dict[str, Any], name: str) -> str:
