@@ -353,11 +353,15 @@ def _before_and_now(result: dict[str, Any]) -> str:
         f"{_ms(BEFORE.idle_cpu_per_1000)} idle and {_ms(BEFORE.subscriber_cpu_per_1000)} for the bare subscriber. "
         f"Now: **{_ms(now)}** ({web['cores']['web']:.3f} cores), {less}; the idle web {_ms(idle['cpu_per_1000'])}. "
         f"The ledger pays for the notices once a batch: building and encoding one for each of this backlog's "
-        f"{notice['batches']} batches of {notice['batch_size']:,} (on {notice['days']} UTC days in all) takes "
+        f"{notice['batches']} batches of {notice['batch_size']:,} ({_days(notice['days'])} in all) takes "
         f"{notice['us_per_batch']:.0f} µs a batch, {notice['ns_per_event']:.0f} ns an event: "
         f"{notice['ns_per_event'] / 1000 / ledger_us:.2%} of the ledger's {ledger_us:.0f} µs of CPU per event in "
         "this run, less than that figure moves from one run to the next."
     )
+
+
+def _days(count: int) -> str:
+    return "one UTC day" if count == 1 else f"{count} UTC days"
 
 
 def _row(label: str, figures: dict[str, Any], name: str) -> str:
