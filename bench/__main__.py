@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import dlq, ingest, machine, overview, probes, ratelimit, summary, wrk
+from bench import dlq, ingest, live_feed, machine, overview, probes, ratelimit, summary, wrk
 from bench.support import OtherLoad, code_version, drop_database, fresh_database, say
 from cg_common.crypto import new_master_key
 from cg_common.logging import configure_logging
@@ -102,6 +102,12 @@ def _overview(ctx: Context) -> str:
     return overview.markdown(result)
 
 
+def _live(ctx: Context) -> str:
+    result = live_feed.run(ctx.stack, ctx.work_dir, ctx.master_key, ctx.api_key)
+    _print_figures("live", result)
+    return live_feed.markdown(result)
+
+
 BENCHMARKS: dict[str, Benchmark] = {
     "ratelimit": Benchmark("Rate limiter cost", _ratelimit),
     "ingest": Benchmark("End-to-end ingest: JetStream → ledger → PostgreSQL", _ingest),
@@ -109,6 +115,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "probes": Benchmark("Probing 10,000 keys against a 100 ms OpenAI", _probes),
     "dlq": Benchmark("Dead letters: listing and replaying 20,000", _dlq),
     "overview": Benchmark("Dashboard overview over 10 million events", _overview),
+    "live": Benchmark("Dashboard live feed while the ledger ingests at full rate", _live),
 }
 
 

@@ -113,7 +113,7 @@ def run(
 ) -> dict[str, Any]:
     rng = random.Random(20261126)
     result: dict[str, Any] = {"events": EVENTS, "batch_size": LEDGER_SPEC.batch_size}
-    with _nats_for_ingest(stack, work_dir) as (nats_url, nats_pid):
+    with nats_to_empty(stack, work_dir) as (nats_url, nats_pid):
         postgres = stack.servers.get("postgres")
         servers = Servers(nats_url, nats_pid, postgres.pid if postgres else None)
         plain_keys = fake_keys(STORED_KEYS + UNKNOWN_KEYS)  # the first STORED_KEYS are stored in each database
@@ -122,7 +122,7 @@ def run(
         events = make_events(EVENTS, rng, fingerprints, LIVE_SPAN)
         payloads = [json.dumps(e).encode() for e in events]
         say(NAME, f"{EVENTS:,} events made ({sum(map(len, payloads)) / EVENTS:.0f} bytes each); publishing")
-        result["publish"] = asyncio.run(_publish(servers, events, payloads))
+        result["publish"] = asyncio.run(publish_backlog(servers, events, payloads))
         say(NAME, f"published at {result['publish']['rate']:,.0f} msgs/s")
         result["publish_bare"] = asyncio.run(_publish_bare(servers, events, payloads))
         say(NAME, f"bare publish_async: {result['publish_bare']['rate']:,.0f} msgs/s")
@@ -132,7 +132,7 @@ def run(
         result["lean_consume"] = asyncio.run(_lean_consume(servers))
         say(NAME, f"baseline (a) PullFetcher fetch + ack: {result['lean_consume']['rate']:,.0f} msgs/s")
 
-        parsed, result["parse_price"] = _parse_and_price(payloads)
+        parsed, result["parse_price"] = parse_and_price(payloads)
         figures = result["parse_price"]
         say(NAME, f"parse {figures['parse_us']:.1f} µs + price {figures['price_us']:.1f} µs an event, one core")
 
@@ -151,7 +151,7 @@ def run(
         if py_spy and profile_dir:
             result["profile"] = _profiled_run(stack, servers, work_dir, keys_to_store, py_spy, profile_dir)
         backfill = make_events(EVENTS, rng, fingerprints, BACKFILL_SPAN, name="backfill")
-        asyncio.run(_publish(servers, backfill, [json.dumps(e).encode() for e in backfill]))
+        asyncio.run(publish_backlog(servers, backfill, [json.dumps(e).encode() for e in backfill]))
         result["backfill"] = _ledger_runs(stack, servers, work_dir, keys_to_store, "backfill")
     copy_rate = result["copy"]["usage_events"]["rate"]
     # The ledger's rate as a share of the slower baseline (target ≥ 50%), with the consume baseline read both ways:
@@ -223,13 +223,13 @@ def make_events(
 
 
 @contextlib.contextmanager
-def _nats_for_ingest(stack: Stack, work_dir: Path) -> Iterator[tuple[str, int]]:
+def nats_to_empty(stack: Stack, work_dir: Path, bench: str = NAME) -> Iterator[tuple[str, int]]:
     """The stack's nats-server when this run started it, else a private one: streams are emptied here."""
     if "nats" in stack.servers:
         yield stack.nats_url, stack.servers["nats"].pid
         return
-    say(NAME, "NATS_URL is set: starting a private nats-server, since this benchmark empties streams")
-    server = start_nats(work_dir / "ingest-servers")
+    say(bench, "NATS_URL is set: starting a private nats-server, since this benchmark empties streams")
+    server = start_nats(work_dir / f"{bench}-servers")
     try:
         yield server.url, server.pid
     finally:
@@ -263,8 +263,10 @@ def _figures(count: int, seconds: float, client_cpu: float, cpu: dict[str, float
     }
 
 
-async def _publish(servers: Servers, events: Sequence[dict[str, Any]], payloads: Sequence[bytes]) -> dict[str, Any]:
-    """The 200,000 events into CG_USAGE with `publish_all` (what the api and the ledger publish with)."""
+async def publish_backlog(
+    servers: Servers, events: Sequence[dict[str, Any]], payloads: Sequence[bytes]
+) -> dict[str, Any]:
+    """The events into an emptied CG_USAGE with `publish_all` (what the api and the ledger publish with)."""
     await _reset_streams(servers.nats_url, usage_too=True)
     outgoing = [
         Outgoing(SUBJECT, payload, msg_id=usage_msg_id(event["source"], event["id"]))
@@ -389,7 +391,7 @@ async def _lean_consume(servers: Servers) -> dict[str, Any]:
     return _figures(received, seconds, client_cpu, cpu)
 
 
-def _parse_and_price(payloads: Sequence[bytes]) -> tuple[Parsed, dict[str, Any]]:
+def parse_and_price(payloads: Sequence[bytes]) -> tuple[Parsed, dict[str, Any]]:
     """What the ledger's Python does per event before SQL: parse_usage_events in the ledger's batches, then
     Pricer.price; timed apart."""
     batch, now = LEDGER_SPEC.batch_size, datetime.now(UTC)
@@ -431,7 +433,7 @@ def _parse_and_price(payloads: Sequence[bytes]) -> tuple[Parsed, dict[str, Any]]
     return list(zip(events, prices, strict=True)), timing
 
 
-def _usage_row(event: UsageEvent, price: Price, key_id: int | None) -> UsageRow:
+def usage_row(event: UsageEvent, price: Price, key_id: int | None) -> UsageRow:
     return UsageRow.from_event(event, price, occurred_at=event.time or datetime.now(UTC), key_id=key_id)
 
 
@@ -444,7 +446,7 @@ def _copy_baselines(database_url: str, parsed: Parsed, key_of: dict[str, int], s
     batch size, one commit per batch as the ledger commits: into a plain table with usage_events' columns, the same
     with the unique (source, event_id) index, and usage_events itself with all its indexes (emptied before)."""
     rows = [
-        _copy_tuple(_usage_row(event, price, key_of.get(event.data.key_fingerprint or ""))) for event, price in parsed
+        _copy_tuple(usage_row(event, price, key_of.get(event.data.key_fingerprint or ""))) for event, price in parsed
     ]
     like = "(LIKE usage_events INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING CONSTRAINTS)"
     results = {}
@@ -487,7 +489,7 @@ async def _store_path(database_url: str, parsed: Parsed, servers: Servers) -> di
     CONFLICT DO NOTHING RETURNING with key attribution and the pending roll-up sums) in the ledger's batches, one
     commit each, as its recorder calls it, then one fold of all pending sums; no NATS, no parsing. usage_events is
     empty before."""
-    rows = [_usage_row(event, price, event.data.key_id) for event, price in parsed]
+    rows = [usage_row(event, price, event.data.key_id) for event, price in parsed]
     batch = LEDGER_SPEC.batch_size
     meter = servers.meter()
     async with await psycopg.AsyncConnection.connect(database_url, row_factory=dict_row) as conn:
@@ -509,7 +511,7 @@ async def _store_path(database_url: str, parsed: Parsed, servers: Servers) -> di
     return _figures(len(rows), seconds, client_cpu, cpu)
 
 
-def _ledger_env(stack: Stack, servers: Servers, database_url: str) -> dict[str, str]:
+def ledger_env(stack: Stack, servers: Servers, database_url: str) -> dict[str, str]:
     return {"NATS_URL": servers.nats_url, "DATABASE_URL": database_url, "REDIS_URL": stack.redis_url}
 
 
@@ -549,7 +551,7 @@ COUNTERS = (
 )
 
 
-def _counters(client: httpx.Client, ledgers: Sequence[ServiceProcess]) -> dict[str, float]:
+def ledger_counters(client: httpx.Client, ledgers: Sequence[ServiceProcess]) -> dict[str, float]:
     """The ledgers' own Prometheus counters, summed over replicas."""
     totals = dict.fromkeys(COUNTERS, 0.0)
     for ledger in ledgers:
@@ -560,7 +562,7 @@ def _counters(client: httpx.Client, ledgers: Sequence[ServiceProcess]) -> dict[s
     return totals
 
 
-def _prepare_ledger_run(stack: Stack, servers: Servers, keys: tuple[str, Sequence[str]]) -> str:
+def prepare_ledger_run(stack: Stack, servers: Servers, keys: tuple[str, Sequence[str]]) -> str:
     """A fresh database with the keys stored, no consumer, empty cost and DLQ streams, a checkpoint behind."""
     database_url = fresh_database(stack.database_url)
     store_keys(database_url, *keys)
@@ -579,10 +581,10 @@ def _ledger_run(
     *,
     public: bool = False,
 ) -> dict[str, Any]:
-    database_url = _prepare_ledger_run(stack, servers, keys)
+    database_url = prepare_ledger_run(stack, servers, keys)
     try:
         spawned = time.perf_counter()
-        env = _ledger_env(stack, servers, database_url)
+        env = ledger_env(stack, servers, database_url)
         label = f"public-x{replicas}" if public else f"x{replicas}"
         ledgers = _start_ledgers(env, work_dir, replicas, label, public=public)
         try:
@@ -608,10 +610,10 @@ def _drain(
     with httpx.Client(timeout=5) as client:
         meter.start()
         ready = time.perf_counter()
-        before = _counters(client, ledgers)["cg_ledger_events_recorded_total"]
+        before = ledger_counters(client, ledgers)["cg_ledger_events_recorded_total"]
         if on_ready is not None:
             on_ready()
-        while (counters := _counters(client, ledgers))["cg_ledger_events_recorded_total"] < EVENTS:
+        while (counters := ledger_counters(client, ledgers))["cg_ledger_events_recorded_total"] < EVENTS:
             if time.perf_counter() > ready + DRAIN_TIMEOUT_SECS:
                 raise TimeoutError(f"the ledger recorded {counters} of {EVENTS} in {DRAIN_TIMEOUT_SECS} s")
             for ledger in ledgers:
@@ -620,7 +622,7 @@ def _drain(
             time.sleep(POLL_SECS)
         done = time.perf_counter()
         cpu = meter.stop()
-    _check_recorded(database_url, servers, counters)
+    check_recorded(database_url, servers, counters)
     events = EVENTS - int(before)  # recorded while measured; a replica may have started a batch before all were up
     seconds = done - ready
     return {
@@ -636,7 +638,7 @@ def _drain(
     }
 
 
-def _check_recorded(database_url: str, servers: Servers, counters: dict[str, float]) -> None:
+def check_recorded(database_url: str, servers: Servers, counters: dict[str, float]) -> None:
     """Every event in usage_events and both roll-ups (with the sums still pending), one cost.recorded each, no
     duplicate, nothing dead-lettered."""
     with psycopg.connect(database_url) as conn:
@@ -687,12 +689,12 @@ def _profiled_run(
     stack: Stack, servers: Servers, work_dir: Path, keys: tuple[str, Sequence[str]], py_spy: str, profile_dir: Path
 ) -> dict[str, Any]:
     """One more single-replica run, outside the figures, with py-spy sampling the ledger for the whole drain."""
-    database_url = _prepare_ledger_run(stack, servers, keys)
+    database_url = prepare_ledger_run(stack, servers, keys)
     profile_dir.mkdir(parents=True, exist_ok=True)
     raw = profile_dir / "ledger-py-spy.txt"
     recorders: list[subprocess.Popen[bytes]] = []
     try:
-        ledgers = _start_ledgers(_ledger_env(stack, servers, database_url), work_dir, 1, "profiled")
+        ledgers = _start_ledgers(ledger_env(stack, servers, database_url), work_dir, 1, "profiled")
         pid = str(ledgers[0].process.pid)
 
         def attach() -> None:

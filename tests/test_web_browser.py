@@ -158,7 +158,7 @@ def test_a_full_session_in_the_browser(dashboard: Dashboard, browser: Browser, t
     keys = {k["label"]: k["id"] for k in d.api.get("/keys").json()}
     publish_usage(d, history(list(keys.values())))
 
-    # The overview follows recorded costs live (server-sent events from cg.cost.recorded), without a reload.
+    # The overview follows recorded costs live (server-sent events from the ledger's batch notices), without a reload.
     page.goto(d.web + "/dashboard")
     today = page.get_by_test_id("spend-today")
     before = today.inner_text()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Annotated
+
+from pydantic import PlainSerializer
 
 
 def money_text(value: Decimal) -> str:
@@ -11,3 +14,7 @@ def money_text(value: Decimal) -> str:
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return "0" if text == "-0" else text
+
+
+# A pydantic field of money: a Decimal in Python, written as `money_text` in JSON; read from a string or a number.
+Money = Annotated[Decimal, PlainSerializer(money_text, return_type=str)]

@@ -15,6 +15,7 @@ USAGE_HTTP = "cg.usage.http"  # what the api publishes for POST /usage/events
 PROBE_REQUEST = "cg.probe.request"  # cg.probe.request.<key_id>: per key, so a deleted key's requests can be purged
 PROBE_RESULT = "cg.probe.result"  # cg.probe.result.<key_id>
 COST_RECORDED = "cg.cost.recorded"  # cg.cost.recorded.<provider>
+COST_BATCH_RECORDED = "cg.cost.batch.recorded"  # core NATS, no stream: one notice per ledger batch that recorded usage
 DLQ = "cg.dlq"  # cg.dlq.<what>: rejected input with the reason
 BILLING = "cg.billing"  # cg.billing.<provider>.costs: what a provider billed, as its own reports say
 

@@ -6,12 +6,11 @@ Money is a Decimal in Python and a plain decimal string in JSON ("0.000345"), ne
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, PlainSerializer
+from pydantic import AfterValidator, AwareDatetime, BaseModel
 
-from cg_common.money import money_text
+from cg_common.money import Money
 
 
 def as_utc(value: datetime) -> datetime:
@@ -22,7 +21,6 @@ def as_utc(value: datetime) -> datetime:
         raise ValueError("timestamp is out of range") from None
 
 
-Money = Annotated[Decimal, PlainSerializer(money_text, return_type=str)]
 # Query timestamps must carry a zone (a naive one is ambiguous and refused with 422); kept in UTC from then on.
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(as_utc)]
 GroupBy = Literal["key", "model", "source", "provider", "day"]

@@ -1,4 +1,5 @@
-"""The ledger's batch handler: validate, price, store in one transaction, then publish what was recorded.
+"""The ledger's batch handler: validate, price, store in one transaction, then publish what was recorded (and one
+notice of the days it touched, for dashboards).
 
 Exactly once, end to end: the (source, id) unique key makes storing idempotent; what was stored is published with
 the row id as message id, after the commit; and messages are acknowledged by the consumer loop only after both. A
@@ -12,6 +13,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js.client import JetStreamContext
 from psycopg_pool import AsyncConnectionPool
@@ -23,6 +25,7 @@ from cg_common.publishing import PublishError, publish_all
 from cg_common.pull import deliveries
 from cg_common.usage_event import InvalidEventError, UsageEvent, parse_usage_events
 from cg_ledger import metrics
+from cg_ledger.batch_notice import announce
 from cg_ledger.cost_events import cost_recorded_message
 from cg_ledger.store import Stored, UsageRow, record_usage, recorded
 
@@ -30,8 +33,9 @@ from cg_ledger.store import Stored, UsageRow, record_usage, recorded
 class UsageRecorder:
     """Callable as the consumer loop's batch handler for the `CG_USAGE` stream."""
 
-    def __init__(self, db: AsyncConnectionPool[Connection], js: JetStreamContext, pricer: Pricer) -> None:
+    def __init__(self, db: AsyncConnectionPool[Connection], nc: NATS, js: JetStreamContext, pricer: Pricer) -> None:
         self._db = db
+        self._nc = nc
         self._js = js
         self._pricer = pricer
 
@@ -51,9 +55,11 @@ class UsageRecorder:
             rows.setdefault(identity, self._row(event, message))
             if deliveries(message) > 1:
                 redelivered.add(identity)
-        stored = await self._store(rows, redelivered)
+        new, earlier = await self._store(rows, redelivered)
+        # Only what this commit recorded: a redelivered batch's rows were announced when first committed.
+        await announce(self._nc, [row for row, _ in new])
         try:
-            await publish_all(self._js, [cost_recorded_message(row, result) for row, result in stored])
+            await publish_all(self._js, [cost_recorded_message(row, result) for row, result in (*new, *earlier)])
         except PublishError as error:
             raise TransientError(f"cost.recorded not acknowledged: {error}") from error
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
@@ -76,8 +82,8 @@ class UsageRecorder:
 
     async def _store(
         self, rows: dict[tuple[str, str], UsageRow], redelivered: set[tuple[str, str]]
-    ) -> list[tuple[UsageRow, Stored]]:
-        """Commit the new rows; returns the rows to publish: the new ones, plus the already stored rows of
+    ) -> tuple[list[tuple[UsageRow, Stored]], list[tuple[UsageRow, Stored]]]:
+        """Commit the new rows; returns the rows to publish: the new ones, and the already stored rows of
         redelivered messages (their first publication may have been lost in the crash that caused redelivery)."""
         try:
             async with self._db.connection() as conn, conn.transaction():
@@ -91,4 +97,4 @@ class UsageRecorder:
         metrics.DUPLICATES.inc(len(rows) - len(new))
         metrics.UNPRICED.inc(sum(1 for row, _ in new if row.cost is None))
         # As first recorded, not as in this message: a re-send may differ, the first recording is what counts.
-        return [*new, *earlier]
+        return new, earlier

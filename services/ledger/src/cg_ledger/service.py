@@ -79,7 +79,7 @@ async def run(settings: LedgerSettings) -> None:
         topology = Topology.from_settings(settings)
         await require(js, topology, needs(topology))
         spec = usage_consumer_spec(settings, topology)
-        consumer = BatchConsumer(js, spec, UsageRecorder(db, js, Pricer()))
+        consumer = BatchConsumer(js, spec, UsageRecorder(db, nats, js, Pricer()))
         billing = BatchConsumer(js, billing_consumer_spec(topology), BilledCostRecorder(db))
         health_consumer = BatchConsumer(js, probe_result_consumer_spec(topology), KeyHealthRecorder(db))
         REGISTRY.register(ConsumerStatsCollector("cg_ledger", consumer.stats))

@@ -1,21 +1,23 @@
-"""Live updates: one core NATS subscription to `cg.cost.recorded.>` per replica, fanned out to every open
-server-sent-event stream. Bursts are coalesced (each stream holds at most one pending notice and sends at most one per
-second), so a ledger recording thousands of events a second costs each browser one refresh a second."""
+"""Live updates: one core NATS subscription to `cg.cost.batch.recorded` per replica (one small notice per batch the
+ledger commits, not one message per event), fanned out to every open server-sent-event stream. Bursts are coalesced
+(each stream holds at most one pending notice and sends at most one per second), so a ledger recording thousands of
+events a second costs each browser one refresh a second."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from datetime import date, datetime
+from datetime import date
 
-import orjson
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from pydantic import ValidationError
 
+from cg_common.cost_batches import CostBatchRecorded
 from cg_common.logging import get_logger
-from cg_common.subjects import COST_RECORDED
+from cg_common.subjects import COST_BATCH_RECORDED
 
 log = get_logger(__name__)
 
@@ -32,7 +34,7 @@ class CostFeed:
         self._closed = asyncio.Event()
 
     async def start(self, nc: NATS) -> None:
-        self._subscription = await nc.subscribe(f"{COST_RECORDED}.>", cb=self._on_message)
+        self._subscription = await nc.subscribe(COST_BATCH_RECORDED, cb=self._on_message)
 
     async def close(self) -> None:
         self._closed.set()
@@ -41,9 +43,14 @@ class CostFeed:
                 await self._subscription.unsubscribe()
 
     async def _on_message(self, msg: Msg) -> None:
-        day = _day_of(msg.data)
-        if day is not None:
-            self._on_day_changed(day)
+        try:
+            notice = CostBatchRecorded.model_validate_json(msg.data)
+        except ValidationError:
+            # Costs were recorded all the same: the browsers still refresh, only the cached days stay until they expire.
+            log.warning("unreadable cost batch notice")
+        else:
+            for day in notice.days:
+                self._on_day_changed(day.day)
         for queue in self._listeners:
             with contextlib.suppress(asyncio.QueueFull):
                 queue.put_nowait(None)
@@ -64,13 +71,3 @@ class CostFeed:
                 await asyncio.sleep(MIN_GAP_SECS)
         finally:
             self._listeners.discard(queue)
-
-
-def _day_of(payload: bytes) -> date | None:
-    """The UTC day the recorded usage happened on, which decides which cached day of the chart is stale."""
-    try:
-        occurred = orjson.loads(payload)["data"]["occurred_at"]
-        return datetime.fromisoformat(str(occurred).replace("Z", "+00:00")).date()
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-        log.warning("cost.recorded message without a readable occurred_at")
-        return None

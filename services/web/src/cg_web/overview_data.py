@@ -2,7 +2,8 @@
 
 Each part stands alone: when one call fails, its part says so and the others still show. The chart needs cost per
 model for each of the last 30 UTC days; days before today are cached (they change only when late usage arrives, and
-then the cost.recorded feed drops that day from the cache), so a warm overview costs five api calls, not thirty-five.
+then the ledger's notice for that batch drops the day from the cache), so a warm overview costs five api calls, not
+thirty-five.
 """
 
 from __future__ import annotations

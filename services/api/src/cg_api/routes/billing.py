@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from cg_api.auth import AdminAuth
 from cg_api.deps import DbDep
-from cg_api.usage_schemas import Money
+from cg_common.money import Money
 from cg_common.organization import ORGANIZATION_SOURCES_LIKE
 
 router = APIRouter(prefix="/usage", tags=["usage"], dependencies=[AdminAuth])
