@@ -9,7 +9,7 @@ SHELL := bash
 UV ?= $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 RUN = $(UV) run --no-sync
 
-.PHONY: help up servers test bench lint fmt migrate sync uv wrk
+.PHONY: help up servers test bench lint fmt migrate sync uv wrk browser
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-9s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -49,6 +49,13 @@ uv:
 			|| python3 -m pip install --user --break-system-packages uv \
 			|| { echo "could not install uv; see https://docs.astral.sh/uv/getting-started/installation/" >&2; exit 1; }; \
 	}
+
+browser: ## Debian's chromium for the browser tests (installed with apt-get where missing and allowed)
+	@command -v chromium >/dev/null 2>&1 \
+		|| { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+			&& DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+			&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+		|| echo "the browser tests need Chromium (Debian: apt-get install chromium); without it they are skipped" >&2
 
 # The HTTP load generator the benchmarks drive; installed where a package manager allows it without asking.
 wrk:
