@@ -63,16 +63,16 @@ class Scheduler:
         metrics.ACTIVE_KEYS.set(len(key_ids))
         # Keys due in the last moments of the slot that just ended, which no tick reached in time.
         finishing = self._slot is not None and slot == self._slot + 1
-        if finishing and not await self._publish([k for k in key_ids if k not in self._sent], slot - 1):
+        if finishing and not await self._publish([k for k in key_ids if k not in self._sent], slot - 1, now):
             return False
         if slot != self._slot:
             self._slot, self._sent = slot, set()
             metrics.SLOT.set(slot)
         due = [k for k in due_keys(key_ids, now=now, slot=slot, interval_secs=self._interval) if k not in self._sent]
-        return await self._publish(due, slot)
+        return await self._publish(due, slot, now)
 
-    async def _publish(self, key_ids: Sequence[int], slot: int) -> bool:
-        requested_at = datetime.now(UTC)
+    async def _publish(self, key_ids: Sequence[int], slot: int, now: float) -> bool:
+        requested_at = datetime.fromtimestamp(now, UTC)
         for start in range(0, len(key_ids), PUBLISH_CHUNK):
             chunk = key_ids[start : start + PUBLISH_CHUNK]
             messages = [_request(key_id, slot, requested_at) for key_id in chunk]
