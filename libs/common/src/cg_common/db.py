@@ -22,6 +22,14 @@ TRANSIENT_DB_ERRORS = (
 )
 
 
+# psycopg_pool retries a failed connection with a delay that doubles each time (1, 2, 4 … s) until it gives up after
+# `reconnect_timeout` (5 min by default): after an outage of a minute, a pool could wait half a minute more before it
+# noticed PostgreSQL was back. Giving up after a few seconds bounds that: the next request that finds the pool empty
+# starts a fresh attempt at once.
+RECONNECT_GIVE_UP_SECS = 3.0
+CONNECT_TIMEOUT_SECS = 2  # libpq's, for a server that does not answer at all (a dropped route, a frozen host)
+
+
 async def open_pool(
     database_url: str,
     *,
@@ -29,11 +37,14 @@ async def open_pool(
     max_size: int = 10,
     name: str = "cg",
     wait_secs: float = 10.0,
+    open_wait_secs: float = 10.0,
     configure: Callable[[Connection], Awaitable[None]] | None = None,
 ) -> AsyncConnectionPool[Connection]:
-    """An open pool whose connections return rows as dicts; fails within `wait_secs` if Postgres does not answer.
+    """An open pool whose connections return rows as dicts. Opening fails within `open_wait_secs` if PostgreSQL does
+    not answer; asking for a connection raises `PoolTimeout` after `wait_secs` without one.
 
-    `configure` runs once on every new connection (session set-up such as temporary tables)."""
+    A connection is checked as it is handed out, so one broken by a restart of PostgreSQL is replaced rather than
+    failing its caller; `configure` runs once on every new connection (session set-up such as temporary tables)."""
     pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
         database_url,
         min_size=min_size,
@@ -41,9 +52,11 @@ async def open_pool(
         name=name,
         open=False,
         timeout=wait_secs,
-        kwargs={"row_factory": dict_row, "application_name": name},
+        reconnect_timeout=RECONNECT_GIVE_UP_SECS,
+        kwargs={"row_factory": dict_row, "application_name": name, "connect_timeout": CONNECT_TIMEOUT_SECS},
         connection_class=AsyncConnection[dict[str, Any]],
         configure=configure,
+        check=AsyncConnectionPool.check_connection,
     )
-    await pool.open(wait=True, timeout=wait_secs)
+    await pool.open(wait=True, timeout=open_wait_secs)
     return pool

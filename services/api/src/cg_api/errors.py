@@ -8,12 +8,14 @@ from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from cg_api.unavailable import install_unavailable_handlers
 from cg_common.logging import get_logger
 
 log = get_logger(__name__)
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    install_unavailable_handlers(app)
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected_error)
 

@@ -60,6 +60,8 @@ async def gather(resources: Resources) -> dict[str, Any]:
 
 async def _dlq_messages(resources: Resources) -> int | None:
     """Messages set aside in the DLQ stream; None when NATS does not say (never a made-up 0)."""
+    if not resources.nats.is_connected:
+        return None
     try:
         async with asyncio.timeout(STREAM_INFO_TIMEOUT_SECS):
             info = await resources.js.stream_info(DLQ_STREAM.name)

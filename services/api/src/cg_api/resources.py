@@ -35,7 +35,7 @@ class Resources:
 async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
     """Open every connection and close them all on the way out."""
     cipher = key_cipher(settings)
-    db = await open_pool(settings.database_url, name="cg-api")
+    db = await open_pool(settings.database_url, name="cg-api", wait_secs=settings.database_wait_secs)
     redis = connect_redis(settings.redis_url, timeout_secs=settings.redis_timeout_ms / 1000)
     nats = await connect_nats(settings.nats_url, name="cg-api")
     limiter = RedisTokenBucket(

@@ -26,8 +26,11 @@ class ApiSettings(KeyVaultSettings):
     dashboard_public: bool = False
     # How long POST /keys/{id}/probe waits for the pipeline's answer.
     probe_wait_secs: float = Field(default=15.0, gt=0, le=120)
-    # How long POST /usage/events waits in all for JetStream's acks (re-sends included) before answering 503.
-    publish_timeout_secs: float = Field(default=5.0, gt=0, le=60)
+    # How long a request waits for a PostgreSQL connection before answering 503 (well inside the 2 s the api promises).
+    database_wait_secs: float = Field(default=1.5, gt=0, le=30)
+    # How long POST /usage/events waits in all for JetStream's acks (re-sends included) before answering 503; acks
+    # take milliseconds, and a 503 costs the caller only a re-send.
+    publish_timeout_secs: float = Field(default=1.5, gt=0, le=60)
 
     _split = field_validator("rate_limit_exempt", "allowed_origins", mode="before")(split_commas)
 

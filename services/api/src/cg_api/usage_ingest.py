@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import HTTPException, Request, status
 from nats.js.client import JetStreamContext
 
+from cg_api.unavailable import DependencyUnavailableError
 from cg_common.logging import get_logger
 from cg_common.publishing import PublishError
 from cg_common.publishing import publish_all as publish_pipelined
@@ -26,7 +27,7 @@ log = get_logger(__name__)
 
 MAX_BATCH_EVENTS = 1000
 MAX_BODY_BYTES = 5 * 1024 * 1024
-RETRY_AFTER_SECS = 5
+OUTER_MARGIN_SECS = 0.3
 
 SINGLE = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
@@ -90,7 +91,7 @@ async def publish_all(js: JetStreamContext, prepared: list[PreparedUsage], *, ti
     """Publish pipelined and wait for every ack; raises 503 (with Retry-After) unless JetStream took them all."""
     try:
         # The outer bound holds whatever happens inside: the caller hears within timeout_secs and a little.
-        async with asyncio.timeout(timeout_secs + 1):
+        async with asyncio.timeout(timeout_secs + OUTER_MARGIN_SECS):
             await publish_pipelined(
                 js,
                 [p.outgoing() for p in prepared],
@@ -99,13 +100,10 @@ async def publish_all(js: JetStreamContext, prepared: list[PreparedUsage], *, ti
             )
     except (PublishError, TimeoutError) as error:
         log.warning("usage events not acknowledged", events=len(prepared), error=str(error) or type(error).__name__)
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            detail=(
-                f"JetStream did not acknowledge the {len(prepared)} events in time; nothing is lost by re-sending "
-                "the whole request: events are identified by (source, id) and stored once"
-            ),
-            headers={"Retry-After": str(RETRY_AFTER_SECS)},
+        raise DependencyUnavailableError(
+            "nats",
+            f"JetStream did not acknowledge the {len(prepared)} events in time; nothing is lost by re-sending "
+            "the whole request: events are identified by (source, id) and stored once",
         ) from None
 
 

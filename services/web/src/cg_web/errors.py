@@ -57,6 +57,9 @@ async def _csrf_failed(request: Request, _error: Exception) -> Response:
 
 async def _api_error(request: Request, error: ApiError) -> Response:
     status_code = error.status if 400 <= error.status < 600 else status.HTTP_502_BAD_GATEWAY
+    if status_code in (502, 503, 504):  # something behind the dashboard is away: it passes, nothing to fix here
+        message = f"{error.message.rstrip('.')}. This page works again by itself once it is back."
+        return problem(request, status_code, "Temporarily unavailable", message)
     return problem(request, status_code, "The api could not help", error.message)
 
 

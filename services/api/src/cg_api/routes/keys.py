@@ -13,6 +13,7 @@ from cg_api.auth import AdminAuth
 from cg_api.deps import DbDep, ResourcesDep
 from cg_api.probing import NoResultError, PipelineUnavailableError, probe_now
 from cg_api.schemas import ErrorOut, KeyActive, KeyCreate, KeyOut
+from cg_api.unavailable import DependencyUnavailableError, UnavailableOut
 from cg_common.crypto import fingerprint, prefix_of
 from cg_common.logging import get_logger
 from cg_common.probes import ProbeResult, probe_request_subject
@@ -24,10 +25,10 @@ KeyId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The key's id.")]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut, "description": "No live key with this id."}}
 PROBE_RESPONSES: dict[int | str, dict[str, Any]] = {
     **NOT_FOUND,
-    503: {"model": ErrorOut, "description": "NATS does not answer; no probe could be requested."},
+    503: {"model": UnavailableOut, "description": "NATS does not answer; no probe could be requested."},
     504: {"model": ErrorOut, "description": "No probe result within PROBE_WAIT_SECS (is the prober running?)."},
 }
-PURGE_TIMEOUT_SECS = 2.0
+PURGE_TIMEOUT_SECS = 1.0
 
 log = get_logger(__name__)
 
@@ -74,6 +75,9 @@ async def delete_key(key_id: KeyId, db: DbDep, resources: ResourcesDep) -> Respo
     if not await keys_repo.soft_delete(db, key_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no key with id {key_id}")
     await db.commit()
+    if not resources.nats.is_connected:
+        log.warning("pending probe requests not purged: NATS is not connected", key_id=key_id)
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
     try:
         async with asyncio.timeout(PURGE_TIMEOUT_SECS):
             await resources.js.purge_stream(PROBE_REQUEST_STREAM.name, subject=probe_request_subject(key_id))
@@ -92,9 +96,7 @@ async def probe_key(key_id: KeyId, resources: ResourcesDep) -> ProbeResult:
     try:
         return await probe_now(resources.nats, resources.js, key_id, wait_secs=wait)
     except PipelineUnavailableError:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, detail="NATS does not answer; try again shortly"
-        ) from None
+        raise DependencyUnavailableError("nats", "NATS does not answer; no probe could be requested") from None
     except NoResultError:
         raise HTTPException(
             status.HTTP_504_GATEWAY_TIMEOUT, detail=f"no probe result within {wait:g} s; is the prober running?"

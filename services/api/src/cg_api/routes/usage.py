@@ -12,6 +12,7 @@ from cg_api import summary_repo, usage_ingest
 from cg_api.auth import AdminAuth
 from cg_api.deps import DbDep, ResourcesDep
 from cg_api.schemas import ErrorOut
+from cg_api.unavailable import DependencyUnavailableError, UnavailableOut
 from cg_api.usage_schemas import GroupBy, IngestAccepted, UsageFigures, UsageGroup, UsageSummary, UtcDatetime
 from cg_common.crypto import mask_parts
 from cg_common.usage_event import UsageData
@@ -65,7 +66,10 @@ INGEST_BODY = {
         413: {"model": ErrorOut, "description": "Over 1000 events or 5 MB."},
         415: {"model": ErrorOut, "description": "Not a JSON or CloudEvents content type."},
         422: {"description": "Not JSON, or invalid events (each named by index); nothing was published."},
-        503: {"model": ErrorOut, "description": "JetStream did not acknowledge in time; re-sending is safe."},
+        503: {
+            "model": UnavailableOut,
+            "description": "NATS is away or did not ack in time; re-sending is safe.",
+        },
     },
 )
 async def ingest_events(request: Request, resources: ResourcesDep) -> IngestAccepted:
@@ -75,6 +79,8 @@ async def ingest_events(request: Request, resources: ResourcesDep) -> IngestAcce
     events = usage_ingest.events_in(body, request.headers.get("content-type", ""))
     prepared = usage_ingest.prepare_all(events)
     if prepared:
+        if not resources.nats.is_connected:  # buffering for a reconnect would only wait out the timeout
+            raise DependencyUnavailableError("nats", "NATS is not connected; nothing was published, re-send shortly")
         await usage_ingest.publish_all(resources.js, prepared, timeout_secs=resources.settings.publish_timeout_secs)
     return IngestAccepted(accepted=len(prepared))
 
