@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import nats
-from nats.js.client import JetStreamContext
+from nats.aio.client import Client as NATS
 
 from bench.support import say
 from cg_common.consumer import DLQ_REASON_HEADER, DLQ_SEQUENCE_HEADER, DLQ_SUBJECT_HEADER
@@ -40,28 +40,26 @@ def run(work_dir: Path) -> dict[str, Any]:
 async def _measure(nats_url: str) -> dict[str, Any]:
     nc = await nats.connect(nats_url)
     try:
-        js = nc.jetstream()
-        await provision(js, topology_for({}))
+        await provision(nc.jetstream(), topology_for({}))
         result = {
-            "list": await _timed(js, "dlq list", _list),
-            "list_baseline": await _timed(js, "get_msg per sequence", _get_each),
-            "replay_delete": await _timed(js, "dlq replay --delete", _replay_delete),
-            "replay_delete_baseline": await _timed(js, "replay, then delete_msg per message", _replay_delete_each),
+            "list": await _timed(nc, "dlq list", _list),
+            "list_baseline": await _timed(nc, "get_msg per sequence", _get_each),
+            "replay_delete": await _timed(nc, "dlq replay --delete", _replay_delete),
+            "replay_delete_baseline": await _timed(nc, "replay, then delete_msg per message", _replay_delete_each),
         }
     finally:
         await nc.close()
     return result
 
 
-async def _timed(
-    js: JetStreamContext, label: str, work: Callable[[JetStreamContext], Awaitable[int]]
-) -> dict[str, Any]:
+async def _timed(nc: NATS, label: str, work: Callable[[NATS], Awaitable[int]]) -> dict[str, Any]:
     """Fill the dead-letter stream afresh, then time `work` over it; `work` returns how many it handled."""
+    js = nc.jetstream()
     await js.purge_stream(DLQ_STREAM.name)
     await js.purge_stream(USAGE_STREAM.name)
-    await _fill(js)
+    await _fill(nc)
     started = time.perf_counter()
-    handled = await work(js)
+    handled = await work(nc)
     seconds = time.perf_counter() - started
     if handled != LETTERS:
         raise RuntimeError(f"{label} handled {handled} of {LETTERS} dead letters")
@@ -69,11 +67,11 @@ async def _timed(
     return {"seconds": seconds, "rate": handled / seconds}
 
 
-async def _fill(js: JetStreamContext) -> None:
+async def _fill(nc: NATS) -> None:
     stamp = time.time_ns()
     for start in range(0, LETTERS, CHUNK):
         await publish_all(
-            js,
+            nc,
             [
                 Outgoing(
                     f"{DLQ}.usage",
@@ -90,25 +88,27 @@ async def _fill(js: JetStreamContext) -> None:
         )
 
 
-async def _list(js: JetStreamContext) -> int:
-    return len([letter async for letter in dead_letters.dead_letters(js)])
+async def _list(nc: NATS) -> int:
+    return len([letter async for letter in dead_letters.dead_letters(nc)])
 
 
-async def _get_each(js: JetStreamContext) -> int:
+async def _get_each(nc: NATS) -> int:
+    js = nc.jetstream()
     state = (await js.stream_info(DLQ_STREAM.name)).state
     for sequence in range(state.first_seq, state.last_seq + 1):
         await js.get_msg(DLQ_STREAM.name, sequence)
     return state.last_seq - state.first_seq + 1
 
 
-async def _replay_delete(js: JetStreamContext) -> int:
-    report = await dead_letters.replay(js, delete=True)
+async def _replay_delete(nc: NATS) -> int:
+    report = await dead_letters.replay(nc, delete=True)
     return report.deleted
 
 
-async def _replay_delete_each(js: JetStreamContext) -> int:
+async def _replay_delete_each(nc: NATS) -> int:
+    js = nc.jetstream()
     state = (await js.stream_info(DLQ_STREAM.name)).state
-    await dead_letters.replay(js)
+    await dead_letters.replay(nc)
     for sequence in range(state.first_seq, state.last_seq + 1):
         await js.delete_msg(DLQ_STREAM.name, sequence)
     return state.last_seq - state.first_seq + 1

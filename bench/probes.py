@@ -154,7 +154,7 @@ async def _publish_and_wait(nats_url: str, key_ids: Sequence[int]) -> None:
         for start in range(0, len(requests), PUBLISH_CHUNK):
             chunk = requests[start : start + PUBLISH_CHUNK]
             await publish_all(
-                js,
+                nc,
                 [Outgoing(probe_request_subject(r.key_id), r.model_dump_json().encode(), r.request_id) for r in chunk],
             )
         deadline = time.monotonic() + TIMEOUT_SECS

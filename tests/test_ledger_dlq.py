@@ -32,7 +32,7 @@ async def dead_letter_by_hand(nats_url: str, payload: bytes, reason: str) -> Non
     nc = await nats.connect(nats_url)
     try:
         headers = {DLQ_REASON_HEADER: reason, DLQ_SUBJECT_HEADER: f"{USAGE}.fuzz", DLQ_SEQUENCE_HEADER: "999"}
-        await publish_all(nc.jetstream(), [Outgoing(f"{DLQ}.usage", payload, "dlq:by-hand", headers)])
+        await publish_all(nc, [Outgoing(f"{DLQ}.usage", payload, "dlq:by-hand", headers)])
     finally:
         await nc.close()
 
@@ -89,7 +89,7 @@ async def dead_letter_many(nats_url: str, count: int, *, kind: str = "usage") ->
             )
             for n in range(count)
         ]
-        await publish_all(nc.jetstream(), letters)
+        await publish_all(nc, letters)
     finally:
         await nc.close()
 
@@ -139,7 +139,7 @@ def test_a_bad_limit_is_refused_in_one_line(ledger_env: dict[str, str]) -> None:
 async def dead_letter_without_origin(nats_url: str) -> None:
     nc = await nats.connect(nats_url)
     try:
-        await publish_all(nc.jetstream(), [Outgoing(f"{DLQ}.usage", b"?", "dlq:no-origin", {DLQ_REASON_HEADER: "?"})])
+        await publish_all(nc, [Outgoing(f"{DLQ}.usage", b"?", "dlq:no-origin", {DLQ_REASON_HEADER: "?"})])
     finally:
         await nc.close()
 

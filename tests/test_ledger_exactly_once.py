@@ -63,7 +63,7 @@ async def publish(nats_url: str, messages: list[dict[str, Any]]) -> None:
     try:
         outgoing = [Outgoing(f"{USAGE}.test", encode(event), msg_id=f"copy-{n}") for n, event in enumerate(messages)]
         for start in range(0, len(outgoing), 2000):
-            await publish_all(nc.jetstream(), outgoing[start : start + 2000])
+            await publish_all(nc, outgoing[start : start + 2000])
     finally:
         await nc.close()
 

@@ -114,11 +114,10 @@ def test_a_nats_restart_mid_ingest_loses_and_doubles_nothing(ledger_env: dict[st
 async def publish_in_chunks(nats_url: str, payloads: list[bytes]) -> None:
     nc = await nats.connect(nats_url)
     try:
-        js = nc.jetstream()
         for start in range(0, len(payloads), 5_000):
             chunk = payloads[start : start + 5_000]
             await publish_all(
-                js, [Outgoing(f"{USAGE}.restart", p, f"restart-{start + n}") for n, p in enumerate(chunk)]
+                nc, [Outgoing(f"{USAGE}.restart", p, f"restart-{start + n}") for n, p in enumerate(chunk)]
             )
     finally:
         await nc.close()

@@ -63,7 +63,7 @@ async def test_dlq_count_comes_from_the_stream(
     api: httpx.AsyncClient, clean_streams: None, api_env: dict[str, str]
 ) -> None:
     nc = await nats.connect(api_env["NATS_URL"])
-    await publish_all(nc.jetstream(), [Outgoing(f"{DLQ}.usage", b"bad", msg_id=f"dlq-test-{n}") for n in range(3)])
+    await publish_all(nc, [Outgoing(f"{DLQ}.usage", b"bad", msg_id=f"dlq-test-{n}") for n in range(3)])
     await nc.close()
     body = (await api.get("/metrics")).json()
     assert body["pipeline"]["dlq"] == {"messages": 3}

@@ -50,7 +50,7 @@ async def stand_in_prober(nats_url: str, answer: Answer) -> AsyncIterator[list[P
                 decoy = answer(request).model_copy(update={"request_id": "sched:other", "ok": False})
                 for result in (decoy, answer(request)):
                     await publish(
-                        js,
+                        nc,
                         Outgoing(
                             probe_result_subject(request.key_id),
                             result.model_dump_json().encode(),
@@ -144,7 +144,7 @@ async def test_deleting_a_key_purges_its_pending_requests(
         for slot in (1, 2)
     ]
     await publish_all(
-        nc.jetstream(),
+        nc,
         [
             Outgoing(probe_request_subject(r.key_id), r.model_dump_json().encode(), msg_id=r.request_id)
             for r in requests

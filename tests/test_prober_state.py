@@ -66,7 +66,7 @@ async def test_events_recorded_by_a_pull_that_stopped_are_published_by_the_next(
     await org_state.set_usage_until(stored.fingerprint, hour + HOUR)
 
     async with httpx.AsyncClient(base_url=fake.base_url) as client:
-        puller = OrganizationPuller(nc.jetstream(), org_state, client, lookback_hours=6)
+        puller = OrganizationPuller(nc, org_state, client, lookback_hours=6)
         assert (await puller.pull(stored, key)).ok
 
     published = [orjson.loads(data) for _, data, _ in await stream_messages(stack.nats_url, USAGE_STREAM.name)]

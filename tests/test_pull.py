@@ -5,26 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
 
-import nats
-import pytest
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 from nats.js.client import JetStreamContext
 
 from cg_common.pull import PullFetcher, deliveries
-from cg_devstack.servers import Stack
 from tests.support.jetstream import settled_consumer_info
-
-
-@pytest.fixture
-async def js(stack: Stack) -> AsyncIterator[JetStreamContext]:
-    nc: NATS = await nats.connect(stack.nats_url)
-    context = nc.jetstream()
-    yield context
-    await nc.close()
 
 
 async def a_stream_with(js: JetStreamContext, count: int) -> tuple[str, str]:
@@ -38,9 +26,10 @@ async def a_stream_with(js: JetStreamContext, count: int) -> tuple[str, str]:
     return name, "worker"
 
 
-async def test_full_batches_then_the_rest_then_nothing(js: JetStreamContext) -> None:
+async def test_full_batches_then_the_rest_then_nothing(nc: NATS) -> None:
+    js = nc.jetstream()
     stream, durable = await a_stream_with(js, 2_500)
-    fetcher = PullFetcher(js, stream, durable)
+    fetcher = PullFetcher(nc, stream, durable)
     await fetcher.start()
     sizes = []
     for _ in range(3):
@@ -51,14 +40,15 @@ async def test_full_batches_then_the_rest_then_nothing(js: JetStreamContext) -> 
     assert sizes == [1_000, 1_000, 500]
     assert await fetcher.fetch(1_000, 0.3) == []
     assert await fetcher.stop() == []
-    await js._nc.flush()
+    await nc.flush()
     info = await settled_consumer_info(js, stream, durable)
     assert (info.num_pending, info.num_ack_pending) == (0, 0)
 
 
-async def test_a_trickle_is_handed_out_without_waiting_for_a_full_batch(js: JetStreamContext) -> None:
+async def test_a_trickle_is_handed_out_without_waiting_for_a_full_batch(nc: NATS) -> None:
+    js = nc.jetstream()
     stream, durable = await a_stream_with(js, 3)
-    fetcher = PullFetcher(js, stream, durable)
+    fetcher = PullFetcher(nc, stream, durable)
     await fetcher.start()
     # The wait allowed is long; the three messages must come back well before it ends.
     batch = await asyncio.wait_for(fetcher.fetch(1_000, 30.0), timeout=10)
@@ -66,9 +56,10 @@ async def test_a_trickle_is_handed_out_without_waiting_for_a_full_batch(js: JetS
     await fetcher.stop()
 
 
-async def test_two_replicas_share_the_consumer_without_overlap(js: JetStreamContext) -> None:
+async def test_two_replicas_share_the_consumer_without_overlap(nc: NATS) -> None:
+    js = nc.jetstream()
     stream, durable = await a_stream_with(js, 3_000)
-    fetchers = [PullFetcher(js, stream, durable) for _ in range(2)]
+    fetchers = [PullFetcher(nc, stream, durable) for _ in range(2)]
     for fetcher in fetchers:
         await fetcher.start()
 
@@ -85,9 +76,10 @@ async def test_two_replicas_share_the_consumer_without_overlap(js: JetStreamCont
     assert sorted(first + second) == list(range(1, 3_001))
 
 
-async def test_redeliveries_are_counted_and_unhandled_messages_go_back(js: JetStreamContext) -> None:
+async def test_redeliveries_are_counted_and_unhandled_messages_go_back(nc: NATS) -> None:
+    js = nc.jetstream()
     stream, durable = await a_stream_with(js, 20)
-    fetcher = PullFetcher(js, stream, durable)
+    fetcher = PullFetcher(nc, stream, durable)
     await fetcher.start()
     batch = await fetcher.fetch(5, 5.0)
     assert [deliveries(m) for m in batch] == [1] * 5
@@ -99,7 +91,7 @@ async def test_redeliveries_are_counted_and_unhandled_messages_go_back(js: JetSt
     for message in leftovers:
         await message.nak()
 
-    again = PullFetcher(js, stream, durable)
+    again = PullFetcher(nc, stream, durable)
     await again.start()
     received: list[Msg] = []
     while len(received) < 20 and (batch := await again.fetch(20, 2.0)):

@@ -63,11 +63,10 @@ async def test_replicas_restarts_and_deactivation_give_each_active_key_one_reque
     inactive = insert_key(database_url, active=False)
     nc = await nats.connect(stack.nats_url)
     try:
-        js = nc.jetstream()
         clock = Clock(FIRST_SLOT * INTERVAL)
-        a, b = (Scheduler(db, js, interval_secs=INTERVAL, clock=clock) for _ in range(2))
+        a, b = (Scheduler(db, nc, interval_secs=INTERVAL, clock=clock) for _ in range(2))
         await run_until(clock, (FIRST_SLOT + 0.5) * INTERVAL, a, b)
-        a = Scheduler(db, js, interval_secs=INTERVAL, clock=clock)  # restarted mid-slot: remembers nothing
+        a = Scheduler(db, nc, interval_secs=INTERVAL, clock=clock)  # restarted mid-slot: remembers nothing
         await run_until(clock, (FIRST_SLOT + 1) * INTERVAL, a, b)
 
         # Deactivated at the start of the second slot: requested in the first only.
@@ -96,7 +95,7 @@ async def test_a_tick_late_across_a_slot_end_still_requests_what_the_slot_had_le
     keys = [insert_key(database_url) for _ in range(8)]
     nc = await nats.connect(stack.nats_url)
     try:
-        scheduler = Scheduler(db, nc.jetstream(), interval_secs=INTERVAL, clock=(clock := Clock(0.0)))
+        scheduler = Scheduler(db, nc, interval_secs=INTERVAL, clock=(clock := Clock(0.0)))
         clock.now = LATE_SLOT * INTERVAL
         assert await scheduler.tick()
         clock.now = (LATE_SLOT + 1) * INTERVAL + 0.1  # the process stalled for a whole slot's worth of ticks

@@ -14,6 +14,7 @@ from typing import Any
 
 import nats
 import pytest
+from nats.aio.client import Client as NATS
 from nats.js.client import JetStreamContext
 from openai.types.chat import ChatCompletion
 from openai.types.responses import Response
@@ -106,14 +107,14 @@ RESPONSE = {
 
 
 @pytest.fixture
-async def js(stack: Stack) -> AsyncIterator[JetStreamContext]:
-    nc = await nats.connect(stack.nats_url)
+async def nc(stack: Stack) -> AsyncIterator[NATS]:
+    """A connection to a NATS whose streams are provisioned."""
+    client: NATS = await nats.connect(stack.nats_url)
     try:
-        context = nc.jetstream()
-        await provision(context, topology_for({}))
-        yield context
+        await provision(client.jetstream(), topology_for({}))
+        yield client
     finally:
-        await nc.close()
+        await client.close()
 
 
 def event(event_id: str | None = None, **data: Any) -> dict[str, Any]:
@@ -126,21 +127,21 @@ async def last_seq(js: JetStreamContext) -> int:
     return int((await js.stream_info(USAGE_STREAM.name)).state.last_seq)
 
 
-async def test_a_resent_event_is_stored_once(js: JetStreamContext) -> None:
+async def test_a_resent_event_is_stored_once(nc: NATS) -> None:
     sent = event()
-    first = await publish_usage(js, sent)
-    again = await publish_usage(js, json.dumps(sent).encode())  # as bytes this time, formatted differently
+    first = await publish_usage(nc, sent)
+    again = await publish_usage(nc, json.dumps(sent).encode())  # as bytes this time, formatted differently
     assert not first.duplicate
     assert again.duplicate is True
     assert (again.stream, again.seq) == (USAGE_STREAM.name, first.seq)
-    stored = await js.get_msg(USAGE_STREAM.name, first.seq)
+    stored = await nc.jetstream().get_msg(USAGE_STREAM.name, first.seq)
     assert stored.subject == "cg.usage.publisher-tests"
     assert json.loads(stored.data or b"") == sent
     assert (stored.headers or {})["Nats-Msg-Id"] == usage_msg_id(sent["source"], sent["id"])
 
 
-async def test_an_invalid_event_raises_before_publishing(js: JetStreamContext) -> None:
-    before = await last_seq(js)
+async def test_an_invalid_event_raises_before_publishing(nc: NATS) -> None:
+    before = await last_seq(nc.jetstream())
     no_provider = event()
     del no_provider["data"]["provider"]
     bad_events: list[bytes | dict[str, Any]] = [
@@ -152,14 +153,14 @@ async def test_an_invalid_event_raises_before_publishing(js: JetStreamContext) -
     ]
     for bad in bad_events:
         with pytest.raises(InvalidEventError):
-            await publish_usage(js, bad)
-    assert await last_seq(js) == before
+            await publish_usage(nc, bad)
+    assert await last_seq(nc.jetstream()) == before
 
 
-async def test_a_subject_outside_the_usage_stream_fails_within_bounds(js: JetStreamContext) -> None:
+async def test_a_subject_outside_the_usage_stream_fails_within_bounds(nc: NATS) -> None:
     started = time.monotonic()
     with pytest.raises(PublishError):
-        await publish_usage(js, event(), subject="elsewhere.usage", ack_wait_secs=0.5, attempts=2)
+        await publish_usage(nc, event(), subject="elsewhere.usage", ack_wait_secs=0.5, attempts=2)
     assert time.monotonic() - started < 3
 
 
@@ -167,13 +168,12 @@ async def test_nats_gone_raises_after_bounded_attempts(tmp_path: Path) -> None:
     server = start_nats(tmp_path)
     nc = await connect_nats(server.url, name="publisher-test")
     try:
-        js = nc.jetstream()
-        await provision(js, topology_for({}))
-        assert (await publish_usage(js, event())).seq == 1
+        await provision(nc.jetstream(), topology_for({}))
+        assert (await publish_usage(nc, event())).seq == 1
         server.stop()
         started = time.monotonic()
         with pytest.raises(match="after 3 attempts"):
-            await publish_usage(js, event(), ack_wait_secs=0.3, attempts=3)
+            await publish_usage(nc, event(), ack_wait_secs=0.3, attempts=3)
         assert time.monotonic() - started < 2.5
     finally:
         with contextlib.suppress(ConnectionResetError):  # nats-py may trip over its own dead socket while closing
@@ -240,8 +240,8 @@ def test_event_from_a_duck_typed_response() -> None:
         usage_event_from_openai(SimpleNamespace(model="gpt-4o", usage=response.usage), source="//svc")
 
 
-async def test_an_openai_completion_published_end_to_end(js: JetStreamContext) -> None:
+async def test_an_openai_completion_published_end_to_end(nc: NATS) -> None:
     body = CHAT_COMPLETION | {"id": f"chatcmpl-{time.time_ns()}", "created": int(time.time())}
-    ack = await publish_usage(js, usage_event_from_openai(ChatCompletion.model_validate(body), source="//e2e"))
-    stored = await js.get_msg(USAGE_STREAM.name, ack.seq)
+    ack = await publish_usage(nc, usage_event_from_openai(ChatCompletion.model_validate(body), source="//e2e"))
+    stored = await nc.jetstream().get_msg(USAGE_STREAM.name, ack.seq)
     assert json.loads(stored.data or b"")["data"]["cached_input_tokens"] == 1024

@@ -101,6 +101,6 @@ async def publish_results(nats_url: str, results: Sequence[ProbeResult | bytes],
             )
             for n, item in enumerate(results)
         ]
-        await publish_all(nc.jetstream(), outgoing)
+        await publish_all(nc, outgoing)
     finally:
         await nc.close()

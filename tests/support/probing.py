@@ -69,7 +69,7 @@ async def publish_requests(nats_url: str, requests: list[ProbeRequest]) -> None:
             Outgoing(probe_request_subject(r.key_id), r.model_dump_json().encode(), msg_id=r.request_id)
             for r in requests
         ]
-        await publish_all(nc.jetstream(), outgoing)
+        await publish_all(nc, outgoing)
     finally:
         await nc.close()
 
@@ -78,7 +78,7 @@ async def publish_mixed_requests(nats_url: str, payload: bytes, key_id: int = 1)
     """Raw bytes where a probe request belongs, as a broken publisher would send them."""
     nc = await nats.connect(nats_url)
     try:
-        await publish_all(nc.jetstream(), [Outgoing(probe_request_subject(key_id), payload, msg_id=uuid.uuid4().hex)])
+        await publish_all(nc, [Outgoing(probe_request_subject(key_id), payload, msg_id=uuid.uuid4().hex)])
     finally:
         await nc.close()
 

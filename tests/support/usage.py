@@ -74,7 +74,7 @@ async def publish_mixed(nats_url: str, messages: list[bytes], batch: str) -> Non
     nc = await nats.connect(nats_url)
     try:
         outgoing = [Outgoing(f"{USAGE}.fuzz", m, msg_id=f"{batch}-{n}") for n, m in enumerate(messages)]
-        await publish_all(nc.jetstream(), outgoing)
+        await publish_all(nc, outgoing)
     finally:
         await nc.close()
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
 
-from cg_common import nats_internals
 from cg_common.logging import get_logger
 
 log = get_logger(__name__)
@@ -27,7 +26,6 @@ async def connect_nats(url: str, *, name: str, connect_timeout: int = 5) -> NATS
     async def on_closed() -> None:
         log.info("nats connection closed")
 
-    nats_internals.check()  # a nats-py without what the fast paths use stops here, not on the first message
     nc = NATS()
     await nc.connect(
         servers=[url],

@@ -2,9 +2,8 @@
 
 nats-py's `PullSubscription.fetch` waits for each message of a batch with its own future, timer and task switch:
 about 28 µs of CPU a message, more than everything else the ledger does with it. This fetcher sends the same pull
-requests (`$JS.API.CONSUMER.MSG.NEXT`) to one inbox, a direct subscription (`cg_common.direct`) whose handler only
-appends to a buffer, and hands out what the buffer holds. Messages are plain nats-py `Msg` objects: `ack()`, `nak()`
-and `metadata` work as usual.
+requests (`$JS.API.CONSUMER.MSG.NEXT`) to one inbox, a plain subscription whose callback only appends to a buffer, and
+hands out what the buffer holds. Messages are nats-py `Msg` objects: `ack()`, `nak()` and `metadata` work as usual.
 
 One pull request is outstanding at a time. It asks for `batch` messages and expires after `expires_secs`; JetStream
 ends it early with a status message (404 no messages, 408 expired, 409 e.g. leadership change), after which the next
@@ -22,10 +21,9 @@ import orjson
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from nats.js.client import JetStreamContext
+from nats.js.api import Header
 
-from cg_common import direct, nats_internals
-
+JS_API = "$JS.API"  # JetStream's API prefix (no JetStream domain is configured)
 HEARTBEAT = "100"
 REQUEST_ENDED = frozenset({"404", "408"})  # no messages, or the request expired: ask again when needed
 REFUSED_PAUSE_SECS = 0.25
@@ -52,10 +50,9 @@ def deliveries(message: Msg) -> int:
 class PullFetcher:
     """Batches from one durable pull consumer, for one replica."""
 
-    def __init__(self, js: JetStreamContext, stream: str, durable: str) -> None:
-        # The JetStream context's own connection and API prefix (domains included).
-        self._nc: NATS = nats_internals.connection(js)
-        self._next_subject = f"{nats_internals.api_prefix(js)}.CONSUMER.MSG.NEXT.{stream}.{durable}"
+    def __init__(self, nc: NATS, stream: str, durable: str) -> None:
+        self._nc = nc
+        self._next_subject = f"{JS_API}.CONSUMER.MSG.NEXT.{stream}.{durable}"
         self._inbox = self._nc.new_inbox()
         self._buffer: deque[Msg] = deque()
         self._arrived = asyncio.Event()
@@ -65,12 +62,12 @@ class PullFetcher:
         self._quiet_until = 0.0  # after a refusal from the server, when to ask again
 
     async def start(self) -> None:
-        self._subscription = await direct.subscribe(self._nc, self._inbox, self._on_message)
+        self._subscription = await self._nc.subscribe(self._inbox, cb=self._on_message)
 
     async def stop(self) -> list[Msg]:
         """Stop receiving; returns what was delivered but not handed out, for the caller to give back."""
         if self._subscription is not None:
-            await direct.unsubscribe(self._subscription)
+            await self._subscription.unsubscribe()
             self._subscription = None
         left = list(self._buffer)
         self._buffer.clear()
@@ -106,8 +103,8 @@ class PullFetcher:
         self._request_expires_at = time.monotonic() + expires_secs
         await self._nc.publish(self._next_subject, orjson.dumps(request), reply=self._inbox)
 
-    def _on_message(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
-        status = direct.status(headers) if not data else None
+    async def _on_message(self, message: Msg) -> None:
+        status = (message.headers or {}).get(Header.STATUS.value) if not message.data else None
         if status is not None:
             if status == HEARTBEAT:
                 return
@@ -118,5 +115,5 @@ class PullFetcher:
             self._arrived.set()
             return
         self._requested -= 1
-        self._buffer.append(direct.DirectMsg(self._nc, sid, subject, reply, data, headers))
+        self._buffer.append(message)
         self._arrived.set()

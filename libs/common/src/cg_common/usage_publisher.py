@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from nats.aio.client import Client as NATS
 from nats.js.api import Header, PubAck
-from nats.js.client import JetStreamContext
 
 from cg_common.publishing import Outgoing, publish
 from cg_common.subjects import USAGE, USAGE_STREAM
@@ -73,7 +73,7 @@ def prepare_usage(
 
 
 async def publish_usage(
-    js: JetStreamContext,
+    nc: NATS,
     event: bytes | Mapping[str, Any],
     *,
     subject: str | None = None,
@@ -86,7 +86,7 @@ async def publish_usage(
     `ack_wait_secs` per attempt, re-sending under the same message id). `PubAck.duplicate` is true when JetStream
     already held this (source, id) within its duplicate window."""
     prepared = prepare_usage(event, subject=subject)
-    return await publish(js, prepared.outgoing(), ack_wait_secs=ack_wait_secs, attempts=attempts)
+    return await publish(nc, prepared.outgoing(), ack_wait_secs=ack_wait_secs, attempts=attempts)
 
 
 def usage_event_from_openai(

@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
-from nats.js.client import JetStreamContext
 from pydantic import ValidationError
 
 from cg_common.probes import ProbeRequest, ProbeResult, probe_request_subject, probe_result_subject
@@ -31,7 +30,7 @@ class NoResultError(Exception):
     """The request went out, but no result came back in time."""
 
 
-async def probe_now(nats: NATS, js: JetStreamContext, key_id: int, *, wait_secs: float) -> ProbeResult:
+async def probe_now(nats: NATS, key_id: int, *, wait_secs: float) -> ProbeResult:
     if not nats.is_connected:
         raise PipelineUnavailableError("NATS is not connected")
     request = ProbeRequest(
@@ -56,7 +55,7 @@ async def probe_now(nats: NATS, js: JetStreamContext, key_id: int, *, wait_secs:
             msg_id=request.request_id,
         )
         try:
-            await publish(js, outgoing, ack_wait_secs=PUBLISH_ACK_WAIT_SECS, attempts=2)
+            await publish(nats, outgoing, ack_wait_secs=PUBLISH_ACK_WAIT_SECS, attempts=2)
         except PublishError as error:
             raise PipelineUnavailableError(str(error)) from error
         try:

@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from fastapi import HTTPException, Request, status
-from nats.js.client import JetStreamContext
+from nats.aio.client import Client as NATS
 
 from cg_api.unavailable import DependencyUnavailableError
 from cg_common.logging import get_logger
@@ -87,13 +87,13 @@ def prepare_all(events: list[Any]) -> list[PreparedUsage]:
     return prepared
 
 
-async def publish_all(js: JetStreamContext, prepared: list[PreparedUsage], *, timeout_secs: float) -> None:
+async def publish_all(nc: NATS, prepared: list[PreparedUsage], *, timeout_secs: float) -> None:
     """Publish pipelined and wait for every ack; raises 503 (with Retry-After) unless JetStream took them all."""
     try:
         # The outer bound holds whatever happens inside: the caller hears within timeout_secs and a little.
         async with asyncio.timeout(timeout_secs + OUTER_MARGIN_SECS):
             await publish_pipelined(
-                js,
+                nc,
                 [p.outgoing() for p in prepared],
                 ack_wait_secs=timeout_secs / DEFAULT_ATTEMPTS,
                 attempts=DEFAULT_ATTEMPTS,

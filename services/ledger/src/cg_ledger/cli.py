@@ -85,15 +85,16 @@ async def _dead_letters(
 ) -> None:
     nats = await connect_nats(settings.nats_url, name="cg-ledger-dlq")
     try:
-        js = nats.jetstream()
         if action == "replay":
-            report = await dead_letters.replay(js, subject=subject, sequences=sequences, delete=delete)
+            report = await dead_letters.replay(nats, subject=subject, sequences=sequences, delete=delete)
             print(
                 f"replayed {report.replayed}, deleted {report.deleted}, skipped {report.skipped} (no original subject)"
             )
             return
         print("sequence\tdead-lettered at\tkind\tfrom\tbytes\treason")
-        async with contextlib.aclosing(dead_letters.dead_letters(js, subject=subject, sequences=sequences)) as letters:
+        async with contextlib.aclosing(
+            dead_letters.dead_letters(nats, subject=subject, sequences=sequences)
+        ) as letters:
             listed = 0
             async for letter in letters:
                 moment = letter.dead_lettered_at.isoformat() if letter.dead_lettered_at else "-"

@@ -15,9 +15,9 @@ from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from cg_common.consumer import DLQ_REASON_HEADER, DLQ_SEQUENCE_HEADER, DLQ_SUBJECT_HEADER
@@ -43,11 +43,12 @@ class DeadLetter:
 
 
 async def dead_letters(
-    js: JetStreamContext, *, subject: str | None = None, sequences: Sequence[int] = ()
+    nc: NATS, *, subject: str | None = None, sequences: Sequence[int] = ()
 ) -> AsyncGenerator[DeadLetter, None]:
     """The dead letters, oldest first: those with the given sequences, or all, optionally of one `cg.dlq.<what>`.
     All of them are read through a short-lived consumer, thousands a second; what is dead-lettered after the call
     began is left for the next one, so that replaying into a running ledger ends."""
+    js = nc.jetstream()
     try:
         info = await js.stream_info(DLQ_STREAM.name)
     except NotFoundError:
@@ -63,7 +64,7 @@ async def dead_letters(
         return
     if not info.state.messages:
         return
-    async with contextlib.aclosing(_read_all(js, subject or f"{DLQ}.>", last=info.state.last_seq)) as everything:
+    async with contextlib.aclosing(_read_all(nc, subject or f"{DLQ}.>", last=info.state.last_seq)) as everything:
         async for delivered in everything:
             metadata = delivered.metadata
             yield _letter(
@@ -71,9 +72,10 @@ async def dead_letters(
             )
 
 
-async def _read_all(js: JetStreamContext, subject: str, *, last: int) -> AsyncGenerator[Msg, None]:
+async def _read_all(nc: NATS, subject: str, *, last: int) -> AsyncGenerator[Msg, None]:
     """Every message of the dead-letter stream on `subject` up to sequence `last`, through an ephemeral consumer
     that needs no acknowledgements and that JetStream removes by itself if this process dies."""
+    js = nc.jetstream()
     config = ConsumerConfig(
         filter_subject=subject,
         deliver_policy=DeliverPolicy.ALL,
@@ -85,7 +87,7 @@ async def _read_all(js: JetStreamContext, subject: str, *, last: int) -> AsyncGe
     if not consumer.num_pending:  # none on this subject: no need to wait for a fetch to come back empty
         await js.delete_consumer(DLQ_STREAM.name, consumer.name)
         return
-    fetcher = PullFetcher(js, DLQ_STREAM.name, consumer.name)
+    fetcher = PullFetcher(nc, DLQ_STREAM.name, consumer.name)
     await fetcher.start()
     try:
         while batch := await fetcher.fetch(READ_BATCH, READ_WAIT_SECS):
@@ -124,7 +126,7 @@ class ReplayReport:
 
 
 async def replay(
-    js: JetStreamContext, *, subject: str | None = None, sequences: Sequence[int] = (), delete: bool = False
+    nc: NATS, *, subject: str | None = None, sequences: Sequence[int] = (), delete: bool = False
 ) -> ReplayReport:
     """Publish dead letters again to their original subjects (acknowledged by JetStream), in chunks; with `delete`,
     each is removed from the dead-letter stream once its replay is stored.
@@ -136,27 +138,28 @@ async def replay(
     report = ReplayReport()
     chunk: list[DeadLetter] = []
     prefix_filter = None if sequences else subject or f"{DLQ}.>"
-    async for letter in dead_letters(js, subject=subject, sequences=sequences):
+    async for letter in dead_letters(nc, subject=subject, sequences=sequences):
         if not letter.original_subject:
             report.skipped += 1
-            await _replay_chunk(js, chunk, report, delete=delete, prefix_filter=prefix_filter)
+            await _replay_chunk(nc, chunk, report, delete=delete, prefix_filter=prefix_filter)
             chunk, prefix_filter = [], None  # it stays, so what follows is no longer a prefix
             continue
         chunk.append(letter)
         if len(chunk) >= REPLAY_CHUNK:
-            await _replay_chunk(js, chunk, report, delete=delete, prefix_filter=prefix_filter)
+            await _replay_chunk(nc, chunk, report, delete=delete, prefix_filter=prefix_filter)
             chunk = []
-    await _replay_chunk(js, chunk, report, delete=delete, prefix_filter=prefix_filter)
+    await _replay_chunk(nc, chunk, report, delete=delete, prefix_filter=prefix_filter)
     return report
 
 
 async def _replay_chunk(
-    js: JetStreamContext, chunk: list[DeadLetter], report: ReplayReport, *, delete: bool, prefix_filter: str | None
+    nc: NATS, chunk: list[DeadLetter], report: ReplayReport, *, delete: bool, prefix_filter: str | None
 ) -> None:
+    js = nc.jetstream()
     if not chunk:
         return
     await publish_all(
-        js, [Outgoing(letter.original_subject, letter.payload, f"replay:{letter.sequence}") for letter in chunk]
+        nc, [Outgoing(letter.original_subject, letter.payload, f"replay:{letter.sequence}") for letter in chunk]
     )
     report.replayed += len(chunk)
     if not delete:

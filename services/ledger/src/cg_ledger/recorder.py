@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.js.client import JetStreamContext
 from psycopg_pool import AsyncConnectionPool
 
 from cg_common.consumer import Outcome, TransientError
@@ -33,10 +32,9 @@ from cg_ledger.store import Stored, UsageRow, record_usage, recorded
 class UsageRecorder:
     """Callable as the consumer loop's batch handler for the `CG_USAGE` stream."""
 
-    def __init__(self, db: AsyncConnectionPool[Connection], nc: NATS, js: JetStreamContext, pricer: Pricer) -> None:
+    def __init__(self, db: AsyncConnectionPool[Connection], nc: NATS, pricer: Pricer) -> None:
         self._db = db
         self._nc = nc
-        self._js = js
         self._pricer = pricer
 
     async def __call__(self, messages: Sequence[Msg]) -> list[Outcome]:
@@ -59,7 +57,7 @@ class UsageRecorder:
         # Only what this commit recorded: a redelivered batch's rows were announced when first committed.
         await announce(self._nc, [row for row, _ in new])
         try:
-            await publish_all(self._js, [cost_recorded_message(row, result) for row, result in (*new, *earlier)])
+            await publish_all(self._nc, [cost_recorded_message(row, result) for row, result in (*new, *earlier)])
         except PublishError as error:
             raise TransientError(f"cost.recorded not acknowledged: {error}") from error
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)

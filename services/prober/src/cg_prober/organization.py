@@ -23,7 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
-from nats.js.client import JetStreamContext
+from nats.aio.client import Client as NATS
 from pydantic import ValidationError
 
 from cg_common.billing import OPENAI_BILLED_COSTS, BilledCost
@@ -49,10 +49,8 @@ _MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+\-]{0,199}$")
 
 
 class OrganizationPuller:
-    def __init__(
-        self, js: JetStreamContext, state: OrganizationState, client: httpx.AsyncClient, *, lookback_hours: int
-    ) -> None:
-        self._js = js
+    def __init__(self, nc: NATS, state: OrganizationState, client: httpx.AsyncClient, *, lookback_hours: int) -> None:
+        self._nc = nc
         self._state = state
         self._client = client
         self._lookback_hours = lookback_hours
@@ -124,7 +122,7 @@ class OrganizationPuller:
 
     async def _publish(self, messages: list[Outgoing]) -> None:
         try:
-            await publish_all(self._js, messages)
+            await publish_all(self._nc, messages)
         except PublishError as error:
             raise TransientError(f"organization usage not acknowledged: {error}") from error
 

@@ -74,10 +74,10 @@ async def run(settings: ProberSettings) -> None:
         topology = Topology.from_settings(settings)
         await require(js, topology, needs(topology))
         state = OrganizationState(await js.key_value(topology.prober_state.name))
-        organization = OrganizationPuller(js, state, client, lookback_hours=settings.org_usage_lookback_hours)
+        organization = OrganizationPuller(nats, state, client, lookback_hours=settings.org_usage_lookback_hours)
         handler = ProbeHandler(settings, db, cipher, client, organization)
         consumer = PerMessageConsumer(
-            js,
+            nats,
             probe_consumer_spec(settings, topology),
             handler.handle,
             concurrency=settings.prober_concurrency,

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import psycopg
-from nats.js.client import JetStreamContext
+from nats.aio.client import Client as NATS
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from cg_common.db import Connection
@@ -32,13 +32,13 @@ class Scheduler:
     def __init__(
         self,
         db: AsyncConnectionPool[Connection],
-        js: JetStreamContext,
+        nc: NATS,
         *,
         interval_secs: int,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._db = db
-        self._js = js
+        self._nc = nc
         self._interval = interval_secs
         self._clock = clock
         self._slot: int | None = None
@@ -77,7 +77,7 @@ class Scheduler:
             chunk = key_ids[start : start + PUBLISH_CHUNK]
             messages = [_request(key_id, slot, requested_at) for key_id in chunk]
             try:
-                acks = await publish_all(self._js, messages)
+                acks = await publish_all(self._nc, messages)
             except PublishError as error:
                 metrics.PUBLISH_FAILURES.inc()
                 log.warning("probe requests not acknowledged; retrying", error=str(error))

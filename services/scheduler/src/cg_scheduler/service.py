@@ -40,7 +40,7 @@ async def run(settings: SchedulerSettings) -> None:
         stopping = asyncio.Event()
         on_termination(stopping.set)
         log.info("scheduler started", interval_secs=settings.probe_interval_secs, health_port=settings.scheduler_port)
-        scheduler = Scheduler(db, js, interval_secs=settings.probe_interval_secs)
+        scheduler = Scheduler(db, nats, interval_secs=settings.probe_interval_secs)
         # The heartbeat says "scheduling works": it is only given while the last tick read the keys and published.
         beating = asyncio.create_task(keep_beating(redis, "scheduler", healthy=lambda: scheduler.working))
         try:

@@ -21,10 +21,9 @@ import contextlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 
+from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.js.client import JetStreamContext
 
-from cg_common import nats_internals, wire
 from cg_common.consumer.outcome import Outcome, TransientError, Verdict
 from cg_common.consumer.spec import ConsumerSpec, ConsumerStats, dead_letter
 from cg_common.logging import get_logger
@@ -41,8 +40,8 @@ BatchHandler = Callable[[Sequence[Msg]], Awaitable[Sequence[Outcome]]]
 class BatchConsumer:
     """Runs `handler` over the durable's messages until `stop()`; finishes the batches in hand before returning."""
 
-    def __init__(self, js: JetStreamContext, spec: ConsumerSpec, handler: BatchHandler) -> None:
-        self._js = js
+    def __init__(self, nc: NATS, spec: ConsumerSpec, handler: BatchHandler) -> None:
+        self._nc = nc
         self._spec = spec
         self._handler = handler
         self._stopping = asyncio.Event()
@@ -57,7 +56,7 @@ class BatchConsumer:
 
     async def run(self) -> None:
         spec = self._spec
-        fetcher = PullFetcher(self._js, spec.stream, spec.durable)
+        fetcher = PullFetcher(self._nc, spec.stream, spec.durable)
         await fetcher.start()
         # Work overlaps waiting: the next batch is fetched while earlier ones are handled, and up to `max_in_flight`
         # batches are handled at once, so that one batch's parsing runs while another waits for its commit.
@@ -137,20 +136,20 @@ class BatchConsumer:
         dead = [(m, o) for m, o in zip(messages, outcomes, strict=True) if o.verdict is Verdict.DEAD_LETTER]
         if dead:
             try:
-                await publish_all(self._js, [dead_letter(m, o.reason, spec=self._spec) for m, o in dead])
+                await publish_all(self._nc, [dead_letter(m, o.reason, spec=self._spec) for m, o in dead])
             except PublishError as error:
                 raise TransientError(str(error)) from error
-        settled = []
+        settled = 0
         for message, outcome in zip(messages, outcomes, strict=True):
             if outcome.verdict is Verdict.RETRY:
                 delay = outcome.delay_secs or self._spec.retry_delay(deliveries(message))
                 await message.nak(delay=delay)
                 self.stats.retried += 1
             else:
-                settled.append(message)
-        await wire.ack_all(nats_internals.connection(self._js), settled)  # one buffer write, not a publish each
+                await message.ack()
+                settled += 1
         self.stats.dead_lettered += len(dead)
-        self.stats.done += len(settled) - len(dead)
+        self.stats.done += settled - len(dead)
 
     async def _back_off(self, messages: Sequence[Msg], error: TransientError, streak: int) -> None:
         delay = self._spec.retry_delay(streak)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from nats.js.client import JetStreamContext
+from nats.aio.client import Client as NATS
 
 from cg_common.publishing import Outgoing, PublishError, publish_all
 
@@ -19,8 +19,8 @@ FLUSHES_IN_FLIGHT = 4
 
 
 class Outbox:
-    def __init__(self, js: JetStreamContext) -> None:
-        self._js = js
+    def __init__(self, nc: NATS) -> None:
+        self._nc = nc
         self._pending: list[tuple[Sequence[Outgoing], asyncio.Future[None]]] = []
         self._wakeup = asyncio.Event()
         self._flushes = asyncio.Semaphore(FLUSHES_IN_FLIGHT)
@@ -59,7 +59,7 @@ class Outbox:
 
     async def _flush(self, batch: list[tuple[Sequence[Outgoing], asyncio.Future[None]]]) -> None:
         try:
-            await publish_all(self._js, [message for messages, _ in batch for message in messages])
+            await publish_all(self._nc, [message for messages, _ in batch for message in messages])
         except PublishError as error:
             for _, done in batch:
                 if not done.done():

@@ -15,8 +15,8 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 
+from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.js.client import JetStreamContext
 
 from cg_common.consumer.outbox import Outbox
 from cg_common.consumer.outcome import Outcome, TransientError, Verdict
@@ -35,12 +35,12 @@ MessageHandler = Callable[[Msg], Awaitable[Outcome]]
 
 class PerMessageConsumer:
     def __init__(
-        self, js: JetStreamContext, spec: ConsumerSpec, handler: MessageHandler, *, concurrency: int, grace_secs: float
+        self, nc: NATS, spec: ConsumerSpec, handler: MessageHandler, *, concurrency: int, grace_secs: float
     ) -> None:
-        self._js = js
+        self._nc = nc
         self._spec = spec
         self._handler = handler
-        self._outbox = Outbox(js)
+        self._outbox = Outbox(nc)
         self._freed = asyncio.Event()
         self._concurrency = concurrency
         self._min_fetch = max(1, concurrency // 8)
@@ -53,7 +53,7 @@ class PerMessageConsumer:
         self._stopping.set()
 
     async def run(self) -> None:
-        fetcher = PullFetcher(self._js, self._spec.stream, self._spec.durable)
+        fetcher = PullFetcher(self._nc, self._spec.stream, self._spec.durable)
         await fetcher.start()
         outbox = asyncio.create_task(self._outbox.run())
         try:

@@ -94,7 +94,7 @@ async def probe_key(key_id: KeyId, resources: ResourcesDep) -> ProbeResult:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no key with id {key_id}")
     wait = resources.settings.probe_wait_secs
     try:
-        return await probe_now(resources.nats, resources.js, key_id, wait_secs=wait)
+        return await probe_now(resources.nats, key_id, wait_secs=wait)
     except PipelineUnavailableError:
         raise DependencyUnavailableError("nats", "NATS does not answer; no probe could be requested") from None
     except NoResultError:

@@ -81,7 +81,7 @@ async def ingest_events(request: Request, resources: ResourcesDep) -> IngestAcce
     if prepared:
         if not resources.nats.is_connected:  # buffering for a reconnect would only wait out the timeout
             raise DependencyUnavailableError("nats", "NATS is not connected; nothing was published, re-send shortly")
-        await usage_ingest.publish_all(resources.js, prepared, timeout_secs=resources.settings.publish_timeout_secs)
+        await usage_ingest.publish_all(resources.nats, prepared, timeout_secs=resources.settings.publish_timeout_secs)
     return IngestAccepted(accepted=len(prepared))
 
 
