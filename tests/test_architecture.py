@@ -1,5 +1,5 @@
 """docs/architecture.md tells the truth: every table the migrations make has one owner there, with the readers and
-columns `cg_common.ownership` grants; every stream and bucket of the topology is listed with its owner."""
+columns `cg_common.ownership` grants; every stream, core subject and bucket of the topology is listed with its owner."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg
 
 from cg_common.ownership import FUNCTIONS, TABLES, Table
-from cg_common.subjects import ALL_STREAMS
+from cg_common.subjects import ALL_STREAMS, COST_BATCH_RECORDED
 from tests.support.jetstream import topology_for
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
@@ -46,12 +46,13 @@ def test_every_table_has_its_owner_and_readers_as_the_grants_say(database_url: s
         assert (owner, does, callers) == (function.owner, function.purpose, ", ".join(function.callers))
 
 
-def test_every_stream_and_bucket_is_listed_with_its_owner() -> None:
+def test_every_stream_subject_and_bucket_is_listed_with_its_owner() -> None:
     streams = rows("JetStream streams and their subjects")
     assert set(streams) == {spec.name for spec in ALL_STREAMS}
     for spec in ALL_STREAMS:
         subjects = streams[spec.name][1]
         for subject in spec.subjects:
             assert re.sub(r"\.>$", "", subject) in subjects, spec.name
+    assert rows("Core NATS subjects")[COST_BATCH_RECORDED][1] == "ledger"
     bucket = topology_for({}).prober_state
     assert rows("Key-value buckets")[bucket.name][1] == "prober"
