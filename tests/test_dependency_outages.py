@@ -1,6 +1,6 @@
 """A dependency that is down is a 503 within 2 s, never a 500 or a hang, and the api recovers by itself: PostgreSQL
-stopped for a while under a running api (every route of the app, enumerated from it), then NATS; and the dashboard
-says so in a sentence. Each test stops servers of its own."""
+stopped for a while under a running api (every route of the app, enumerated from it), then NATS, then Redis (in both
+of the limiter's fail modes); and the dashboard says so in a sentence. Each test stops servers of its own."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI
 
 from cg_api.app import create_app
@@ -19,6 +20,7 @@ from cg_api.settings import ApiSettings
 from cg_common.migrate import apply_migrations
 from cg_devstack.nats_server import start_nats
 from cg_devstack.postgres_server import start_postgres
+from cg_devstack.redis_server import start_redis
 from tests.conftest import settings_from
 from tests.support.jetstream import provision_for
 from tests.support.keys import fake_openai_key
@@ -53,6 +55,7 @@ REQUESTS: dict[tuple[str, str], tuple[Call, int, bool]] = {
     ("DELETE", "/reset"): (("DELETE", "/reset", {}), 204, True),
     ("GET", "/metrics"): (("GET", "/metrics", {}), 200, True),
 }
+EXEMPT_FROM_LIMITS = {("GET", "/ping"), ("GET", "/dashboard")}  # the api's default RATE_LIMIT_EXEMPT
 
 
 def app_routes(app: FastAPI) -> set[tuple[str, str]]:
@@ -179,6 +182,49 @@ async def test_nats_stopped_is_503_on_what_publishes_then_recovers(api_env: dict
             assert probe.status_code == 504  # published, and no prober runs here: its documented answer
     finally:
         server.stop()
+    assert recovery < RECOVER_WITHIN_SECS
+
+
+@pytest.mark.parametrize("fail_mode", ["open", "closed"])
+async def test_redis_stopped_is_only_felt_where_it_is_needed_then_recovers(
+    api_env: dict[str, str], tmp_path: Path, fail_mode: str
+) -> None:
+    """Redis holds only rebuildable state: while it is away the limiter keeps its fail mode (open: requests pass;
+    closed: a 503 naming Redis), /metrics says it cannot count refusals, /ready says Redis is down."""
+    port = free_port()
+    redis = start_redis(tmp_path / "redis", port=port)
+    try:
+        env = {**api_env, "REDIS_URL": redis.url, "RATE_LIMIT_FAIL_MODE": fail_mode, "PROBE_WAIT_SECS": "1"}
+        async with running(settings_from(env)) as (app, client):
+            assert app_routes(app) == set(REQUESTS)
+            assert (await client.post("/keys", json={"label": "k", "api_key": fake_openai_key()})).json()["id"] == 1
+            redis.stop()
+
+            def while_down(route: tuple[str, str], response: httpx.Response, took: float) -> None:
+                _request, normal, _needs = REQUESTS[route]
+                assert took < ANSWER_WITHIN_SECS, (route, took)
+                if fail_mode == "closed" and route not in EXEMPT_FROM_LIMITS:
+                    assert response.status_code == 503, (route, response.status_code, response.text)
+                    assert response.json()["dependency"] == "redis", route
+                    assert int(response.headers["retry-after"]) >= 1
+                elif route == ("GET", "/ready"):
+                    assert response.status_code == 503 and response.json()["checks"]["redis"] == "down"
+                else:
+                    assert response.status_code == normal, (route, response.status_code, response.text)
+                    if route == ("GET", "/metrics"):
+                        assert response.json()["counters"]["rate_limit_hits"] is None
+
+            await every_route(client, while_down)
+
+            redis = start_redis(tmp_path / "redis", port=port)
+            recovery = await until(lambda: _answers(client, "/ready", 200), RECOVER_WITHIN_SECS, "/ready after Redis")
+
+            def after(route: tuple[str, str], response: httpx.Response, _took: float) -> None:
+                assert response.status_code == REQUESTS[route][1], (route, response.status_code, response.text)
+
+            await every_route(client, after)
+    finally:
+        redis.stop()
     assert recovery < RECOVER_WITHIN_SECS
 
 

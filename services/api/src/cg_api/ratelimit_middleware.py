@@ -9,6 +9,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cg_api.auth import API_KEY_HEADER, is_admin_key
 from cg_api.resources import Resources
+from cg_api.unavailable import SENTENCES
 from cg_common.ratelimit import Decision
 
 
@@ -49,11 +50,13 @@ def _client_id(scope: Scope, admin_key: str) -> str:
 
 
 async def _refuse(decision: Decision, send: Send) -> None:
-    if decision.degraded:
-        status, detail = 503, "rate limiter unavailable (RATE_LIMIT_FAIL_MODE=closed); retry shortly"
+    if decision.degraded:  # Redis is away and RATE_LIMIT_FAIL_MODE=closed: a 503 like any missing dependency's
+        status = 503
+        answer = {"detail": f"{SENTENCES['redis']} (the rate limiter needs it)", "dependency": "redis"}
     else:
-        status, detail = 429, f"rate limit exceeded; retry after {decision.retry_after_secs} s"
-    body = json.dumps({"detail": detail}).encode()
+        status = 429
+        answer = {"detail": f"rate limit exceeded; retry after {decision.retry_after_secs} s"}
+    body = json.dumps(answer).encode()
     await send(
         {
             "type": "http.response.start",
