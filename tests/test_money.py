@@ -5,6 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cg_common.money import money_text
 
@@ -26,3 +28,13 @@ from cg_common.money import money_text
 )
 def test_money_text(value: str, text: str) -> None:
     assert money_text(Decimal(value)) == text
+
+
+@given(st.decimals(allow_nan=False, allow_infinity=False, places=None))
+def test_money_text_is_the_plain_decimal_reading(value: Decimal) -> None:
+    """The str() fast path never differs from format 'f' with its trailing zeros cut, exponents included."""
+    plain = format(value, "f")
+    if "." in plain:
+        plain = plain.rstrip("0").rstrip(".")
+    assert money_text(value) == ("0" if plain == "-0" else plain)
+    assert Decimal(money_text(value)) == value

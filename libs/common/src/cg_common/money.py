@@ -10,7 +10,11 @@ from pydantic import PlainSerializer
 
 def money_text(value: Decimal) -> str:
     """`Decimal("0.000345000000")` → `"0.000345"`, `Decimal("1E+2")` → `"100"`: no exponent, no trailing zeros."""
-    text = format(value, "f")  # no exponent; trailing zeros are cut as text (Decimal.normalize costs 4x more)
+    # str() is the fast path (the ledger writes one per event); it uses an exponent only below 1E-6 or for
+    # exponents above zero, where format "f" takes over. Trailing zeros are cut as text (normalize costs 4x more).
+    text = str(value)
+    if "E" in text:
+        text = format(value, "f")
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return "0" if text == "-0" else text
