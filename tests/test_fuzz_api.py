@@ -59,5 +59,6 @@ def test_no_input_causes_a_server_error(case: Any, running: tuple[str, dict[str,
 
 
 def test_the_fuzzed_document_is_the_served_one(running: tuple[str, dict[str, str]]) -> None:
-    url, _headers = running
-    assert httpx.get(url + "/openapi.json").json() == openapi_document()
+    url, headers = running
+    assert httpx.get(url + "/openapi.json").status_code == 401  # the document needs a credential too
+    assert httpx.get(url + "/openapi.json", headers=headers).json() == openapi_document()

@@ -120,29 +120,6 @@ async def test_unknown_key_is_404(api: httpx.AsyncClient) -> None:
     assert response.json() == {"detail": "no key with id 424242"}
 
 
-@pytest.mark.parametrize("header", [None, "", "wrong", "test-admin-"])
-@pytest.mark.parametrize(
-    ("method", "path"),
-    [
-        ("GET", "/keys"),
-        ("POST", "/keys"),
-        ("PATCH", "/keys/1/active"),
-        ("DELETE", "/keys/1"),
-        ("GET", "/metrics"),
-        ("GET", "/ready"),
-        ("GET", "/dashboard"),
-    ],
-)
-async def test_every_path_but_ping_needs_the_admin_key(
-    api: httpx.AsyncClient, method: str, path: str, header: str | None
-) -> None:
-    headers = {"X-API-Key": header} if header is not None else {}
-    api.headers.pop("X-API-Key")
-    response = await api.request(method, path, headers=headers, json={"label": "x", "api_key": "sk-" + "a" * 40})
-    assert response.status_code == 401
-    assert response.json() == {"detail": "missing or wrong X-API-Key header"}
-
-
 async def test_ping_needs_nothing(api: httpx.AsyncClient) -> None:
     api.headers.pop("X-API-Key")
     response = await api.get("/ping")

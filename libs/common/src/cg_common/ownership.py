@@ -55,6 +55,11 @@ TABLES = (
     Table("usage_rollup_daily", "ledger", "usage summed per UTC day, key, source, provider, model", {"api": ()}),
     Table("usage_rollup_pending", "ledger", "roll-up sums of committed batches not folded in yet", {"api": ()}),
     Table("billed_costs", "ledger", "what OpenAI billed per day, project and line item", {"api": ()}),
+    Table("api_tokens", "api", "API tokens: name, scopes, limits, the secret's hash, expiry, revocation, last use"),
+    Table(
+        "dashboard_sessions", "api", "signed-in dashboard sessions: the secret's hash, the token or admin key behind"
+    ),
+    Table("audit_log", "api", "every change made through the api, with the acting credential's name and outcome"),
     Table("schema_migrations", "migrate", "the SQL migrations applied"),
 )
 

@@ -82,20 +82,24 @@ class RedisTokenBucket:
         }
         self._connection: Connection | None = None
         self._interval_us = round(60_000_000 / rpm)
-        self._tolerance_us = self._interval_us * burst
+        self._burst = burst
         self._timeout = timeout_secs
         self._fail_open = fail_mode == "open"
         self._cooldown = cooldown_secs
         self._skip_redis_until = 0.0
         self._sha = hashlib.sha1(BUCKET_SCRIPT.encode(), usedforsecurity=False).hexdigest()
-        self._pending: list[tuple[str, asyncio.Future[Decision]]] = []
+        self._pending: list[tuple[tuple[str, int, int], asyncio.Future[Decision]]] = []
         self._in_flight: asyncio.Task[None] | None = None
 
-    async def check(self, client_id: str) -> Decision:
+    async def check(self, client_id: str, *, rpm: int | None = None, burst: int | None = None) -> Decision:
+        """One request of `client_id` against its bucket: the limiter's rate and capacity, or the ones given (a
+        token's own)."""
         if time.monotonic() < self._skip_redis_until:
             return self._degraded()
+        interval = self._interval_us if rpm is None else round(60_000_000 / rpm)
+        tolerance = interval * (burst or self._burst)
         future: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
-        self._pending.append((bucket_key(client_id), future))
+        self._pending.append(((bucket_key(client_id), interval, tolerance), future))
         if self._in_flight is None:
             self._in_flight = asyncio.create_task(self._drain())
         return await future
@@ -109,10 +113,10 @@ class RedisTokenBucket:
         finally:
             self._in_flight = None
 
-    async def _decide(self, batch: list[tuple[str, asyncio.Future[Decision]]]) -> None:
+    async def _decide(self, batch: list[tuple[tuple[str, int, int], asyncio.Future[Decision]]]) -> None:
         try:
             async with asyncio.timeout(self._timeout):
-                replies = await self._run_scripts([key for key, _ in batch])
+                replies = await self._run_scripts([bucket for bucket, _ in batch])
             decisions = [self._decision(admitted, wait_ms) for admitted, wait_ms in replies]
         except (RedisError, OSError, TimeoutError) as error:
             await self._drop_connection()
@@ -123,22 +127,22 @@ class RedisTokenBucket:
             if not future.done():  # the request may have been cancelled meanwhile
                 future.set_result(decision)
 
-    async def _run_scripts(self, bucket_keys: list[str]) -> list[list[int]]:
+    async def _run_scripts(self, buckets: list[tuple[str, int, int]]) -> list[list[int]]:
         """One pipelined write of EVALSHA calls, then their replies; loads the script if Redis lost it."""
         connection = await self._connect()
         commands = [
-            ("EVALSHA", self._sha, 2, key, HITS_KEY, self._interval_us, self._tolerance_us) for key in bucket_keys
+            ("EVALSHA", self._sha, 2, key, HITS_KEY, interval, tolerance) for key, interval, tolerance in buckets
         ]
         try:
             await connection.send_packed_command(connection.pack_commands(commands), check_health=False)
-            return [await connection.read_response() for _ in bucket_keys]
+            return [await connection.read_response() for _ in buckets]
         except NoScriptError:
             # Redis restarted or its script cache was flushed; replies after the first may be pending, so start clean.
             await self._drop_connection()
             connection = await self._connect()
             await connection.send_command("SCRIPT", "LOAD", BUCKET_SCRIPT)
             await connection.read_response()
-            return await self._run_scripts(bucket_keys)
+            return await self._run_scripts(buckets)
 
     async def _connect(self) -> Connection:
         if self._connection is None:

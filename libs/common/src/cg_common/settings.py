@@ -33,11 +33,12 @@ def require_scheme(value: str, schemes: tuple[str, ...], name: str) -> str:
     return value
 
 
-def require_strong_api_key(api_key: str) -> None:
-    """The admin key of a production deployment: long, and none of the well-known placeholders."""
+def require_strong_api_key(api_key: str, *, name: str = "API_KEY") -> None:
+    """A shared secret of a production deployment (the admin key, the dashboard's): long, and none of the
+    well-known placeholders."""
     if api_key.lower() in WEAK_API_KEYS or len(api_key) < MIN_PRODUCTION_API_KEY_LENGTH:
         raise ValueError(
-            f"API_KEY is too weak for ENV=production (use {MIN_PRODUCTION_API_KEY_LENGTH}+ random characters)"
+            f"{name} is too weak for ENV=production (use {MIN_PRODUCTION_API_KEY_LENGTH}+ random characters)"
         )
 
 

@@ -8,10 +8,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from cg_api.access_middleware import AccessMiddleware
+from cg_api.audit_middleware import AuditMiddleware
 from cg_api.errors import install_error_handlers
-from cg_api.ratelimit_middleware import RateLimitMiddleware
 from cg_api.resources import open_resources
-from cg_api.routes import billing, data, health, keys, metrics, usage
+from cg_api.routes import audit, billing, data, health, keys, metrics, sessions, tokens, usage
 from cg_api.settings import ApiSettings
 
 
@@ -29,14 +30,25 @@ def create_app(settings: ApiSettings) -> FastAPI:
         lifespan=lifespan,
         debug=False,  # DEBUG raises log detail; it never turns error pages into stack traces
     )
-    app.add_middleware(RateLimitMiddleware)
+    app.add_middleware(AuditMiddleware)
+    app.add_middleware(AccessMiddleware)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=list(settings.allowed_origins),
         allow_methods=["GET", "POST", "PATCH", "DELETE"],
-        allow_headers=["X-API-Key", "Content-Type"],
+        allow_headers=["X-API-Key", "Authorization", "Content-Type"],
     )
     install_error_handlers(app)
-    for router in (health.router, keys.router, usage.router, billing.router, data.router, metrics.router):
+    for router in (
+        health.router,
+        keys.router,
+        usage.router,
+        billing.router,
+        data.router,
+        metrics.router,
+        tokens.router,
+        sessions.router,
+        audit.router,
+    ):
         app.include_router(router)
     return app

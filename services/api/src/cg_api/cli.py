@@ -49,7 +49,7 @@ def serve(settings: ApiSettings, *, host: str) -> None:
         host=host,
         port=settings.api_port,
         log_config=None,  # keep our JSON logging, with its secret scrubbing
-        proxy_headers=True,
+        proxy_headers=False,  # X-Forwarded-For is believed only from TRUSTED_PROXIES (cg_common.client_address)
         timeout_graceful_shutdown=20,
     )
 

@@ -1,4 +1,5 @@
-"""What the api holds while it runs: database pool, Redis, NATS, the key cipher and the rate limiter."""
+"""What the api holds while it runs: database pool, Redis, NATS, the key cipher, the rate limiter and the
+credentials it recognises."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from nats.js.client import JetStreamContext
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
+from cg_api.credentials import Credentials
 from cg_api.settings import ApiSettings
 from cg_api.vault import key_cipher
 from cg_common.cache import connect_redis
@@ -29,6 +31,7 @@ class Resources:
     js: JetStreamContext
     cipher: KeyCipher
     limiter: RedisTokenBucket
+    credentials: Credentials
 
 
 @asynccontextmanager
@@ -47,7 +50,7 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
     )
     try:
         js = nats.jetstream()
-        yield Resources(settings, db, redis, nats, js, cipher, limiter)
+        yield Resources(settings, db, redis, nats, js, cipher, limiter, Credentials(settings, db))
     finally:
         await limiter.close()
         await close_nats(nats)

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
         host=args.host,
         port=settings.web_port,
         log_config=None,  # keep our JSON logging, with its secret scrubbing
-        proxy_headers=True,
+        proxy_headers=False,  # X-Forwarded-For is believed only from TRUSTED_PROXIES (cg_common.client_address)
         # Open event streams never end by themselves: give them a moment, then close them.
         timeout_graceful_shutdown=3,
     )

@@ -10,12 +10,12 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel
 
-from cg_api.auth import AdminAuth
+from cg_api.auth import Authenticated
 from cg_api.deps import DbDep
 from cg_common.money import Money
 from cg_common.organization import ORGANIZATION_SOURCES_LIKE
 
-router = APIRouter(prefix="/usage", tags=["usage"], dependencies=[AdminAuth])
+router = APIRouter(prefix="/usage", tags=["usage"], dependencies=[Authenticated])
 
 DEFAULT_DAYS = 30
 

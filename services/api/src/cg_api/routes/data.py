@@ -8,13 +8,13 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 from psycopg.errors import LockNotAvailable
 
 from cg_api import usage_repo
-from cg_api.auth import AdminAuth
+from cg_api.auth import Authenticated
 from cg_api.cursor import MAX_CURSOR_CHARS, BadCursorError, decode_cursor, encode_cursor
 from cg_api.deps import DbDep
 from cg_api.schemas import ErrorOut
 from cg_api.usage_schemas import UsagePage, UsageRecordOut, UtcDatetime
 
-router = APIRouter(tags=["usage"], dependencies=[AdminAuth])
+router = APIRouter(tags=["usage"], dependencies=[Authenticated])
 
 # Printable text without NUL, which PostgreSQL text cannot hold (it would be a 500, not a "no match").
 TEXT_FILTER = r"^[^\x00]+$"

@@ -8,7 +8,7 @@ from collections.abc import Awaitable
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, RedirectResponse
 
-from cg_api.auth import AdminAuth
+from cg_api.auth import Authenticated
 from cg_api.deps import ResourcesDep
 
 router = APIRouter(tags=["service"])
@@ -21,7 +21,7 @@ async def ping() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/ready", dependencies=[AdminAuth], responses={503: {"description": "A dependency does not answer."}})
+@router.get("/ready", dependencies=[Authenticated], responses={503: {"description": "A dependency does not answer."}})
 async def ready(resources: ResourcesDep) -> JSONResponse:
     """Whether NATS, Postgres and Redis each answer within a second."""
 
@@ -52,6 +52,6 @@ async def _answers(check: Awaitable[object]) -> bool:
     return True
 
 
-@router.get("/dashboard", dependencies=[AdminAuth], response_class=RedirectResponse, status_code=307)
+@router.get("/dashboard", response_class=RedirectResponse, status_code=307)
 async def dashboard(resources: ResourcesDep) -> str:
     return resources.settings.dashboard_url

@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Path, Response, status
 from nats.errors import Error as NatsError
 
 from cg_api import keys_repo
-from cg_api.auth import AdminAuth
+from cg_api.auth import Authenticated
 from cg_api.deps import DbDep, ResourcesDep
 from cg_api.probing import NoResultError, PipelineUnavailableError, probe_now
 from cg_api.schemas import ErrorOut, KeyActive, KeyCreate, KeyOut
@@ -19,7 +19,7 @@ from cg_common.logging import get_logger
 from cg_common.probes import ProbeResult, probe_request_subject
 from cg_common.subjects import PROBE_REQUEST_STREAM
 
-router = APIRouter(prefix="/keys", tags=["keys"], dependencies=[AdminAuth])
+router = APIRouter(prefix="/keys", tags=["keys"], dependencies=[Authenticated])
 
 KeyId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The key's id.")]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut, "description": "No live key with this id."}}

@@ -9,11 +9,11 @@ from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.exposition import choose_encoder
 
 from cg_api import metrics_snapshot
-from cg_api.auth import AdminAuth
+from cg_api.auth import Authenticated
 from cg_api.deps import ResourcesDep
 from cg_api.metrics_snapshot import PIPELINE_SERVICES
 
-router = APIRouter(tags=["service"], dependencies=[AdminAuth])
+router = APIRouter(tags=["service"], dependencies=[Authenticated])
 
 PROMETHEUS_TYPES = ("text/plain", "application/openmetrics-text")
 

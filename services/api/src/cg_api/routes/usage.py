@@ -8,8 +8,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 
-from cg_api import summary_repo, usage_ingest
-from cg_api.auth import AdminAuth
+from cg_api import source_patterns, summary_repo, usage_ingest
+from cg_api.auth import Authenticated, PrincipalDep
 from cg_api.deps import DbDep, ResourcesDep
 from cg_api.schemas import ErrorOut
 from cg_api.unavailable import DependencyUnavailableError, UnavailableOut
@@ -17,7 +17,7 @@ from cg_api.usage_schemas import GroupBy, IngestAccepted, UsageFigures, UsageGro
 from cg_common.crypto import mask_parts
 from cg_common.usage_event import UsageData
 
-router = APIRouter(prefix="/usage", tags=["usage"], dependencies=[AdminAuth])
+router = APIRouter(prefix="/usage", tags=["usage"], dependencies=[Authenticated])
 
 DEFAULT_SUMMARY_DAYS = 30
 Since = Annotated[UtcDatetime | None, Query(description="Inclusive start, with a time zone; default until − 30 days.")]
@@ -64,6 +64,9 @@ INGEST_BODY = {
     openapi_extra=INGEST_BODY,
     responses={
         413: {"model": ErrorOut, "description": "Over 1000 events or 5 MB."},
+        403: {
+            "description": "The token may not report for an event's source (each named by index); nothing published."
+        },
         415: {"model": ErrorOut, "description": "Not a JSON or CloudEvents content type."},
         422: {"description": "Not JSON, or invalid events (each named by index); nothing was published."},
         503: {
@@ -72,12 +75,13 @@ INGEST_BODY = {
         },
     },
 )
-async def ingest_events(request: Request, resources: ResourcesDep) -> IngestAccepted:
+async def ingest_events(request: Request, resources: ResourcesDep, principal: PrincipalDep) -> IngestAccepted:
     """One CloudEvent or a batch; 202 once JetStream has acknowledged every event, nothing published if any is
     invalid. Re-sending is always safe: an event is identified by (source, id) and stored once."""
     body = await usage_ingest.read_body(request)
     events = usage_ingest.events_in(body, request.headers.get("content-type", ""))
     prepared = usage_ingest.prepare_all(events)
+    source_patterns.require_allowed(prepared, principal.sources, principal.name)
     if prepared:
         if not resources.nats.is_connected:  # buffering for a reconnect would only wait out the timeout
             raise DependencyUnavailableError("nats", "NATS is not connected; nothing was published, re-send shortly")
