@@ -1,4 +1,5 @@
-"""`cg-api serve` runs the api; `cg-api rotate-master-key` re-encrypts stored keys under the first MASTER_KEY."""
+"""`cg-api serve` runs the api; `cg-api rotate-master-key` re-encrypts stored keys under the first MASTER_KEY;
+`cg-api token create|list|revoke` manages API tokens."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 
 import uvicorn
 
+from cg_api import token_cli
 from cg_api.app import create_app
 from cg_api.settings import ApiSettings
 from cg_api.vault import WrongMasterKeyError, check_master_key, key_cipher, rotate_master_key
@@ -27,6 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     serve_cmd = commands.add_parser("serve", help="run the HTTP api on API_PORT")
     serve_cmd.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a service listens on its pod's interfaces
     commands.add_parser("rotate-master-key", help="re-encrypt every stored key under the first MASTER_KEY")
+    token_cli.add_commands(commands)
     args = parser.parse_args(argv)
 
     settings = load_settings(ApiSettings)
@@ -37,6 +40,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     if args.command == "serve":
         serve(settings, host=args.host)
+    elif args.command == "token":
+        raise SystemExit(asyncio.run(token_cli.run(settings, args)))
     else:
         asyncio.run(_rotate(settings))
 

@@ -125,8 +125,10 @@ class Credentials:
         )
 
     def forget_token(self, public_id: str) -> None:
-        """This replica refuses the token at once (it was just revoked here); the others within RECHECK_SECS."""
+        """This replica refuses the token, and the sessions opened with it, at once (it was just revoked here); the
+        others within RECHECK_SECS."""
         self._tokens.put(public_id, None)
+        self._sessions = _Recent()
 
     def forget_session(self, secret: str) -> None:
         """This replica stops trusting the session at once (it was just ended here)."""
