@@ -27,6 +27,7 @@ from cg_devstack.servers import Stack, start_stack
 from tests.support.jetstream import provision_for, topology_for
 
 ADMIN_KEY = "test-admin-" + secrets.token_urlsafe(24)
+DASHBOARD_KEY = "test-dashboard-" + secrets.token_urlsafe(24)  # the web's own credential to the api
 
 
 @pytest.fixture(scope="session")
@@ -82,6 +83,7 @@ def api_env(stack: Stack, database_url: str, master_key: str, clean_state: None)
         "REDIS_URL": stack.redis_url,
         "MASTER_KEY": master_key,
         "API_KEY": ADMIN_KEY,
+        "DASHBOARD_API_KEY": DASHBOARD_KEY,
         "RATE_LIMIT_RPM": "100000",
         "RATE_LIMIT_BURST": "100000",
         "LOG_LEVEL": "debug",
@@ -173,7 +175,7 @@ def web_env_for(api_env: dict[str, str], api_url: str, **extra: str) -> dict[str
         "ENV": "development",
         "NATS_URL": api_env["NATS_URL"],
         "REDIS_URL": api_env["REDIS_URL"],
-        "API_KEY": api_env["API_KEY"],
+        "DASHBOARD_API_KEY": api_env["DASHBOARD_API_KEY"],
         "API_URL": api_url,
         "LOGIN_ATTEMPTS_PER_MINUTE": "1000",
         "LOG_LEVEL": "info",

@@ -22,14 +22,13 @@ import pytest
 from cg_api.app import create_app
 from cg_api.settings import ApiSettings
 from cg_common.subjects import USAGE_STREAM
-from tests.conftest import ADMIN_KEY, api_client, settings_from
+from tests.conftest import ADMIN_KEY, DASHBOARD_KEY, api_client, settings_from
 from tests.support.keys import fake_openai_key
 from tests.support.leaks import database_holds
 from tests.support.processes import cg_api_command, running_api
 from tests.support.routes import EXEMPT, REQUESTS, app_routes, call
 from tests.support.usage import usage_event
 
-DASHBOARD_KEY = "dashboard-" + "d" * 40
 SCOPED = ("admin", "read", "ingest", "admit")
 
 
@@ -70,7 +69,7 @@ async def new_token(admin: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
 async def test_every_route_answers_each_credential_as_the_contract_says(
     api_env: dict[str, str], database_url: str
 ) -> None:
-    env = {**api_env, "PROBE_WAIT_SECS": "0.2", "DASHBOARD_API_KEY": DASHBOARD_KEY}
+    env = {**api_env, "PROBE_WAIT_SECS": "0.2"}
     async with app_and_client(env) as (app, client):
         assert app_routes(app) == set(REQUESTS)
         admin = {"X-API-Key": ADMIN_KEY}
@@ -212,7 +211,7 @@ async def test_a_revoked_token_is_refused_by_every_replica_within_a_second(
                 assert (await admin.get(replica.url + "/keys", headers=token)).status_code == 200
             assert (await admin.delete(f"{first.url}/tokens/{created['id']}")).status_code == 204
             revoked_at = time.monotonic()
-            refused_after = {}
+            refused_after: dict[str, float] = {}
             while len(refused_after) < 2 and time.monotonic() - revoked_at < 3:
                 for name, replica in (("first", first), ("second", second)):
                     if name in refused_after:
@@ -225,7 +224,7 @@ async def test_a_revoked_token_is_refused_by_every_replica_within_a_second(
 
 
 async def test_dashboard_sessions_end_on_sign_out_revocation_and_a_new_api_key(api_env: dict[str, str]) -> None:
-    env = {**api_env, "DASHBOARD_API_KEY": DASHBOARD_KEY}
+    env = api_env
     web = {"X-API-Key": DASHBOARD_KEY}
     async with app_and_client(env) as (_app, client):
         admin = {"X-API-Key": ADMIN_KEY}

@@ -201,7 +201,7 @@ async def test_the_dashboard_says_in_a_sentence_that_postgres_is_away_and_recove
                 "ENV": "development",
                 "NATS_URL": api_env["NATS_URL"],
                 "REDIS_URL": api_env["REDIS_URL"],
-                "API_KEY": api_env["API_KEY"],
+                "DASHBOARD_API_KEY": api_env["DASHBOARD_API_KEY"],
                 "API_URL": api.url,
                 "LOGIN_ATTEMPTS_PER_MINUTE": "1000",
             }

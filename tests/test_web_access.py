@@ -130,26 +130,31 @@ async def test_every_mutating_route_needs_the_csrf_token_and_a_signed_in_admin(
 
 
 async def test_pages_need_sign_in_unless_the_dashboard_is_public(
-    api_env: dict[str, str], api_process: ServiceProcess
+    api_env: dict[str, str], api_process: ServiceProcess, tmp_path: Path
 ) -> None:
+    """DASHBOARD_PUBLIC is set on both: the dashboard shows pages without sign-in, the api lets the dashboard's own
+    credential read without a session."""
     key_id = store_key(api_process, fake_openai_key())
-    for public in (False, True):
-        env = web_env_for(api_env, api_process.url, DASHBOARD_PUBLIC=str(public).lower())
-        async with dashboard(web_settings(env)) as anonymous:
-            pages = [p for m, p in routes(anonymous) if m == "GET" and p not in ("/", "/healthz", LOGIN)]
-            assert "/dashboard/keys" in pages
-            for path in pages:
-                if public and path == EVENTS_PATH:
-                    continue  # an endless stream; its guard is the same one
-                response = await anonymous.get(concrete(path, key_id))
+    public_api = {**api_env, "DASHBOARD_PUBLIC": "true"}
+    with running_api(public_api, tmp_path / "public-api.log") as public_api_process:
+        for public in (False, True):
+            api_url = public_api_process.url if public else api_process.url
+            env = web_env_for(api_env, api_url, DASHBOARD_PUBLIC=str(public).lower())
+            async with dashboard(web_settings(env)) as anonymous:
+                pages = [p for m, p in routes(anonymous) if m == "GET" and p not in ("/", "/healthz", LOGIN)]
+                assert "/dashboard/keys" in pages
+                for path in pages:
+                    if public and path == EVENTS_PATH:
+                        continue  # an endless stream; its guard is the same one
+                    response = await anonymous.get(concrete(path, key_id))
+                    if public:
+                        assert response.status_code == 200, (path, response.status_code)
+                    else:
+                        assert response.status_code == 303, (path, response.status_code)
+                        assert response.headers["location"].startswith(LOGIN)
                 if public:
-                    assert response.status_code == 200, (path, response.status_code)
-                else:
-                    assert response.status_code == 303, (path, response.status_code)
-                    assert response.headers["location"].startswith(LOGIN)
-            if public:
-                keys_page = (await anonymous.get("/dashboard/keys")).text
-                assert "Add key" not in keys_page and "Delete key" not in keys_page
+                    keys_page = (await anonymous.get("/dashboard/keys")).text
+                    assert "Add key" not in keys_page and "Delete key" not in keys_page
 
 
 async def test_no_page_or_export_ever_holds_a_stored_key(api_env: dict[str, str], api_process: ServiceProcess) -> None:
@@ -219,36 +224,43 @@ async def test_sign_in_attempts_are_rate_limited(api_env: dict[str, str], api_pr
         assert refused.status_code == 429 and "Too many" in refused.text
 
 
-async def test_an_absent_api_is_a_clear_message_never_a_trace(api_env: dict[str, str]) -> None:
-    env = web_env_for(api_env, f"http://127.0.0.1:{free_port()}", DASHBOARD_PUBLIC="true")
-    async with dashboard(web_settings(env)) as client:
-        token = await signed_in(client)
-        for path in ("/dashboard", "/dashboard/keys", "/dashboard/usage"):
-            response = await client.get(path)
-            assert response.status_code == 200
-            assert "cannot be reached" in response.text and "Traceback" not in response.text
-        overview = (await client.get("/dashboard")).text
-        assert "Spend is unknown right now" in overview and "Health is unknown" in overview
-        response = await client.post(
-            "/dashboard/keys", data={"label": "x", "api_key": fake_openai_key(), "csrf_token": token}
-        )
-        assert response.status_code == 502 and "cannot be reached" in response.text
-        response = await client.post(
-            "/dashboard/keys/1/test", data={"csrf_token": token}, headers={"HX-Request": "true"}
-        )
-        assert response.status_code == 200 and "Test failed: The api cannot be reached" in response.text
-        export = await client.get("/dashboard/usage/export.csv")
-        assert export.status_code == 502 and "cannot be reached" in export.text
+async def test_an_absent_api_is_a_clear_message_never_a_trace(api_env: dict[str, str], tmp_path: Path) -> None:
+    with running_api(api_env, tmp_path / "api.log") as api:
+        env = web_env_for(api_env, api.url, DASHBOARD_PUBLIC="true")
+        async with dashboard(web_settings(env)) as client:
+            token = await signed_in(client)
+            api.stop()  # the api goes away under a signed-in dashboard
+            await _shows_the_api_is_away(client, token)
+
+
+async def _shows_the_api_is_away(client: httpx.AsyncClient, token: str) -> None:
+    refused = await client.post(LOGIN, data={"api_key": ADMIN_KEY, "csrf_token": token})
+    assert refused.status_code == 502 and "cannot be reached" in refused.text
+    token = await csrf_of(client, "/dashboard/login")
+    for path in ("/dashboard", "/dashboard/keys", "/dashboard/usage"):
+        response = await client.get(path)
+        assert response.status_code == 200
+        assert "cannot be reached" in response.text and "Traceback" not in response.text
+    overview = (await client.get("/dashboard")).text
+    assert "Spend is unknown right now" in overview and "Health is unknown" in overview
+    response = await client.post(
+        "/dashboard/keys", data={"label": "x", "api_key": fake_openai_key(), "csrf_token": token}
+    )
+    assert response.status_code == 502 and "cannot be reached" in response.text
+    response = await client.post("/dashboard/keys/1/test", data={"csrf_token": token}, headers={"HX-Request": "true"})
+    assert response.status_code == 200 and "Test failed: The api cannot be reached" in response.text
+    export = await client.get("/dashboard/usage/export.csv")
+    assert export.status_code == 502 and "cannot be reached" in export.text
 
 
 def test_production_refuses_dev_defaults(api_env: dict[str, str]) -> None:
     env = web_env_for(api_env, "http://127.0.0.1:5001", ENV="production")
-    with pytest.raises(ValidationError, match="API_KEY is too weak"):
-        web_settings({**env, "API_KEY": "changeme"})
+    with pytest.raises(ValidationError, match="DASHBOARD_API_KEY is too weak"):
+        web_settings({**env, "DASHBOARD_API_KEY": "changeme"})
     with pytest.raises(ValidationError, match="SESSION_SECRET"):
-        web_settings({**env, "API_KEY": "k" * 40, "SESSION_SECRET": "short"})
-    strong = web_settings({**env, "API_KEY": "k" * 40})
-    assert strong.cookie_secret != strong.api_key and len(strong.cookie_secret) >= 32
+        web_settings({**env, "DASHBOARD_API_KEY": "k" * 40, "SESSION_SECRET": "short"})
+    strong = web_settings({**env, "DASHBOARD_API_KEY": "k" * 40})
+    assert strong.cookie_secret != strong.dashboard_api_key and len(strong.cookie_secret) >= 32
 
 
 def _api_routes(_app: FastAPI) -> list[APIRoute]:

@@ -53,9 +53,10 @@ class Credentials:
         self._tokens: _Recent = _Recent()
         self._sessions: _Recent = _Recent()
         self.admin = Principal("admin (API_KEY)", frozenset({"admin"}), bucket="admin")
+        # Alone, the dashboard's credential opens sessions; with DASHBOARD_PUBLIC it also reads for anyone.
         self.dashboard = Principal(
             "dashboard (DASHBOARD_API_KEY)",
-            frozenset({DASHBOARD}),
+            frozenset({DASHBOARD, "read"} if settings.dashboard_public else {DASHBOARD}),
             bucket="dashboard",
             rpm=settings.dashboard_rate_limit_rpm,
             burst=settings.dashboard_rate_limit_burst,

@@ -1,8 +1,13 @@
-"""Who may do what: the signed session, the CSRF token it carries, and the guard every route passes through.
+"""Who may do what: the signed cookie, the CSRF token it carries, and the guard every route passes through.
+
+The cookie holds the person's session as the api keeps it (its secret, name and scopes), never the key or token
+they signed in with; the api ends the session on sign-out, on revocation of the token and when API_KEY changes,
+after which every call made with it is refused and the person is signed out here too.
 
 The guard is an app-wide dependency, so a route added later is covered without anyone remembering to add it:
 every POST/PATCH/PUT/DELETE must carry the session's CSRF token (form field or `X-CSRF-Token` header) and, but for
-signing in and out, come from a signed-in admin; every page needs a signed-in admin unless DASHBOARD_PUBLIC is true.
+signing in and out, come from someone signed in whose session may change things (the admin key or an admin token);
+every page needs someone signed in unless DASHBOARD_PUBLIC is true.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import base64
 import binascii
 import hmac
 import secrets
+from typing import Any
 
 from fastapi import Request
 
@@ -29,6 +35,10 @@ ANONYMOUS_MUTATIONS = frozenset({LOGIN_PATH, LOGOUT_PATH})
 
 class SignInRequiredError(Exception):
     """The request needs a signed-in admin."""
+
+
+class ReadOnlyError(Exception):
+    """A change asked for by someone signed in with a read-only token."""
 
 
 class CsrfError(Exception):
@@ -62,14 +72,33 @@ def _unmask(sent: str) -> bytes:
     return bytes(a ^ b for a, b in zip(raw[:half], raw[half:], strict=True))
 
 
-def is_admin(request: Request) -> bool:
-    return request.session.get("admin") is True
+def session_of(request: Request) -> str | None:
+    """The api session's secret, for the api calls made for this person."""
+    session = request.session.get("session")
+    return session if isinstance(session, str) else None
 
 
-def sign_in(request: Request) -> None:
-    """A fresh session (and CSRF token), so that a token known before signing in is worth nothing after."""
+def is_signed_in(request: Request) -> bool:
+    return session_of(request) is not None
+
+
+def can_change(request: Request) -> bool:
+    scopes = request.session.get("scopes")
+    return is_signed_in(request) and isinstance(scopes, list) and "admin" in scopes
+
+
+def who(request: Request) -> str | None:
+    name = request.session.get("name")
+    return name.removeprefix("dashboard: ") if isinstance(name, str) else None
+
+
+def sign_in(request: Request, opened: dict[str, Any]) -> None:
+    """A fresh cookie (and CSRF token) for the session the api opened, so that a CSRF token known before signing
+    in is worth nothing after."""
     request.session.clear()
-    request.session["admin"] = True
+    request.session["session"] = opened["session"]
+    request.session["name"] = opened["name"]
+    request.session["scopes"] = list(opened["scopes"])
     request.session["csrf"] = secrets.token_urlsafe(32)
 
 
@@ -82,9 +111,13 @@ async def guard(request: Request) -> None:
     path = request.url.path
     if request.method not in SAFE_METHODS:
         await _check_csrf(request)
-        if path not in ANONYMOUS_MUTATIONS and not is_admin(request):
+        if path in ANONYMOUS_MUTATIONS:
+            return
+        if not is_signed_in(request):
             raise SignInRequiredError
-    elif path not in OPEN_PATHS and not settings.dashboard_public and not is_admin(request):
+        if not can_change(request):
+            raise ReadOnlyError
+    elif path not in OPEN_PATHS and not settings.dashboard_public and not is_signed_in(request):
         raise SignInRequiredError
 
 

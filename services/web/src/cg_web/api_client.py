@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 API_KEY_HEADER = "X-API-Key"
+SESSION_HEADER = "X-Dashboard-Session"
 
 
 @dataclass
@@ -25,16 +26,19 @@ class ApiError(Exception):
 
 
 class Api:
-    """Thin, typed calls to the api; answers are the api's JSON, unchanged."""
+    """Thin, typed calls to the api for one signed-in person (their session), through the dashboard's own
+    credential; answers are the api's JSON, unchanged."""
 
-    def __init__(self, client: httpx.AsyncClient) -> None:
+    def __init__(self, client: httpx.AsyncClient, session: str | None = None) -> None:
         self._client = client
+        self._headers = {SESSION_HEADER: session} if session else {}
 
     @classmethod
-    def client(cls, base_url: str, admin_key: str, timeout_secs: float) -> httpx.AsyncClient:
+    def client(cls, base_url: str, dashboard_key: str, timeout_secs: float) -> httpx.AsyncClient:
+        """One pool of connections for every page, carrying the dashboard's credential (its own rate-limit bucket)."""
         return httpx.AsyncClient(
             base_url=base_url,
-            headers={API_KEY_HEADER: admin_key},
+            headers={API_KEY_HEADER: dashboard_key},
             timeout=httpx.Timeout(timeout_secs, connect=min(timeout_secs, 3.0)),
             limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
         )
@@ -69,13 +73,36 @@ class Api:
         result: dict[str, Any] = await self._json("GET", "/data", params=dict(params))
         return result
 
+    async def open_session(self, credential: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._json("POST", "/sessions", json={"credential": credential})
+        return result
+
+    async def end_session(self) -> None:
+        await self._json("DELETE", "/sessions/current")
+
+    async def tokens(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = await self._json("GET", "/tokens")
+        return result
+
+    async def create_token(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = await self._json("POST", "/tokens", json=dict(body))
+        return result
+
+    async def revoke_token(self, token_id: int) -> None:
+        await self._json("DELETE", f"/tokens/{token_id}")
+
+    async def audit(self, params: Mapping[str, str]) -> dict[str, Any]:
+        result: dict[str, Any] = await self._json("GET", "/audit", params=dict(params))
+        return result
+
     async def metrics(self) -> dict[str, Any]:
         result: dict[str, Any] = await self._json("GET", "/metrics", headers={"Accept": "application/json"})
         return result
 
     async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
-            response = await self._client.request(method, path, **kwargs)
+            headers = {**self._headers, **kwargs.pop("headers", {})}
+            response = await self._client.request(method, path, headers=headers, **kwargs)
         except httpx.TimeoutException:
             raise ApiError(504, "The api did not answer in time. Try again in a moment.") from None
         except httpx.TransportError:
@@ -106,13 +133,15 @@ def error_from(response: httpx.Response) -> ApiError:
         message = DEFAULT_MESSAGES.get(status, f"The api answered {status}.")
     if status == 429:
         message = "The api is rate limiting this dashboard; try again in a few seconds."
+    elif status == 403 and not isinstance(detail, list):
+        message = "Your sign-in can only look: making changes needs the admin key or an admin token."
     elif status >= 500 and not isinstance(detail, str):
         message = f"The api failed ({status}); see its logs."
     return ApiError(status, message, fields)
 
 
 DEFAULT_MESSAGES = {
-    401: "The dashboard's API_KEY is not accepted by the api.",
+    401: "The api does not accept the dashboard's DASHBOARD_API_KEY, or the session has ended.",
     404: "Not found: it may have been deleted meanwhile.",
     405: "The api does not offer this yet.",
     409: "This conflicts with what is stored.",

@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> None:
     configure_logging(
         level="debug" if settings.debug else settings.log_level,
         service="web",
-        secrets=[settings.api_key, settings.cookie_secret],
+        secrets=[settings.dashboard_api_key, settings.cookie_secret],
     )
     uvicorn.run(
         create_app(settings),

@@ -11,7 +11,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from cg_web.access import CSRF_FIELD, CSRF_HEADER, is_admin, masked_csrf
+from cg_web.access import CSRF_FIELD, CSRF_HEADER, can_change, is_signed_in, masked_csrf, who
 
 
 def environment(static_urls: Mapping[str, str]) -> Environment:
@@ -50,7 +50,9 @@ def render(
     full_context = {
         "request": request,
         "csrf_token": masked_csrf(request),
-        "signed_in": is_admin(request),
+        "signed_in": is_signed_in(request),
+        "can_change": can_change(request),
+        "who": who(request),
         "public": request.app.state.settings.dashboard_public,
         "path": request.url.path,
         "messages": [],

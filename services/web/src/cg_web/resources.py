@@ -8,10 +8,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated
 
+import httpx
 from fastapi import Depends, Request
 
 from cg_common.messaging import close_nats, connect_nats
 from cg_common.ratelimit import RedisTokenBucket
+from cg_web.access import session_of
 from cg_web.api_client import Api
 from cg_web.live import CostFeed
 from cg_web.overview_data import DayCache
@@ -21,10 +23,19 @@ from cg_web.settings import WebSettings
 @dataclass(frozen=True)
 class Resources:
     settings: WebSettings
-    api: Api
+    http: httpx.AsyncClient
     feed: CostFeed
     day_cache: DayCache
     login_limiter: RedisTokenBucket
+
+    def api_for(self, request: Request) -> Api:
+        """The api as the person behind this request may use it: their session, the dashboard's credential."""
+        return Api(self.http, session=session_of(request))
+
+    @property
+    def api(self) -> Api:
+        """The api without anyone's session: only what the dashboard's credential may do alone (sign people in)."""
+        return Api(self.http)
 
 
 @asynccontextmanager
@@ -40,11 +51,11 @@ async def open_resources(settings: WebSettings) -> AsyncIterator[Resources]:
         timeout_secs=settings.redis_timeout_ms / 1000,
         fail_mode="closed",
     )
-    async with Api.client(settings.api_url, settings.api_key, settings.api_timeout_secs) as http:
+    async with Api.client(settings.api_url, settings.dashboard_api_key, settings.api_timeout_secs) as http:
         nats = await connect_nats(settings.nats_url, name="cg-web")
         try:
             await feed.start(nats)
-            yield Resources(settings, Api(http), feed, day_cache, limiter)
+            yield Resources(settings, http, feed, day_cache, limiter)
         finally:
             await feed.close()
             await close_nats(nats)

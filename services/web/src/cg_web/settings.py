@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from functools import cached_property
 
 from pydantic import Field, field_validator, model_validator
 
-from cg_common.settings import MessagingSettings, require_scheme, require_strong_api_key
+from cg_common.client_address import Network, parse_networks
+from cg_common.settings import CommaList, MessagingSettings, require_scheme, require_strong_api_key, split_commas
 
 MIN_SESSION_SECRET_LENGTH = 32
 
 
 class WebSettings(MessagingSettings):
-    api_key: str = Field(min_length=1)
+    # The dashboard's own credential to the api (the api's DASHBOARD_API_KEY): alone it can only open sessions for
+    # people who sign in, and it draws from a rate-limit bucket no script shares.
+    dashboard_api_key: str = Field(min_length=1)
     api_url: str = "http://127.0.0.1:5001"
     web_port: int = Field(default=5002, ge=1, le=65535)
     dashboard_public: bool = False
@@ -25,6 +29,16 @@ class WebSettings(MessagingSettings):
     # POST /keys/{id}/probe may wait PROBE_WAIT_SECS at the api; the dashboard waits a little longer than that.
     probe_wait_secs: float = Field(default=15.0, gt=0, le=120)
     redis_timeout_ms: int = Field(default=100, ge=5, le=5000)
+    # Proxies whose X-Forwarded-For is believed for sign-in limits (CIDRs); by default none.
+    trusted_proxies: CommaList = ()
+
+    _split = field_validator("trusted_proxies", mode="before")(split_commas)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        parse_networks(value)
+        return value
 
     @field_validator("api_url")
     @classmethod
@@ -35,14 +49,19 @@ class WebSettings(MessagingSettings):
     def _refuse_dev_defaults_in_production(self) -> WebSettings:
         if not self.is_production:
             return self
-        require_strong_api_key(self.api_key)
+        require_strong_api_key(self.dashboard_api_key, name="DASHBOARD_API_KEY")
         if self.session_secret and len(self.session_secret) < MIN_SESSION_SECRET_LENGTH:
             raise ValueError(f"SESSION_SECRET must have {MIN_SESSION_SECRET_LENGTH}+ characters when ENV=production")
         return self
 
+    @cached_property
+    def trusted_networks(self) -> tuple[Network, ...]:
+        return parse_networks(self.trusted_proxies)
+
     @property
     def cookie_secret(self) -> str:
-        """SESSION_SECRET, or a key derived from API_KEY: never the admin key itself, which must not sign cookies."""
+        """SESSION_SECRET, or a key derived from DASHBOARD_API_KEY (so replicas agree without another secret to
+        share): never the credential itself."""
         if self.session_secret:
             return self.session_secret
-        return hmac.new(self.api_key.encode(), b"cost-guardian web session v1", hashlib.sha256).hexdigest()
+        return hmac.new(self.dashboard_api_key.encode(), b"cost-guardian web session v2", hashlib.sha256).hexdigest()

@@ -1,14 +1,17 @@
-"""Signing in with the admin key (rate-limited per client address through the shared Redis) and signing out."""
+"""Signing in with the admin key or an admin/read token (rate-limited per client address through the shared Redis;
+the api checks the credential and opens a session it keeps) and signing out (the api ends the session)."""
 
 from __future__ import annotations
 
-import hmac
+import contextlib
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request, status
 from fastapi.responses import RedirectResponse, Response
 
-from cg_web.access import LOGIN_PATH, LOGOUT_PATH, sign_in, sign_out
+from cg_common.client_address import client_address
+from cg_web.access import LOGIN_PATH, LOGOUT_PATH, session_of, sign_in, sign_out
+from cg_web.api_client import ApiError
 from cg_web.rendering import render
 from cg_web.resources import ResourcesDep
 
@@ -34,7 +37,7 @@ async def login(
     api_key: Annotated[str, Form(max_length=1024)] = "",
     next: Annotated[str, Form(max_length=512)] = "/dashboard",
 ) -> Response:
-    client = request.client.host if request.client else "unknown"
+    client = client_address(request.scope, resources.settings.trusted_networks)
     decision = await resources.login_limiter.check("web-login:" + client)
     if not decision.admitted:
         wait = decision.retry_after_secs or 1
@@ -45,18 +48,25 @@ async def login(
             status_code=status.HTTP_429_TOO_MANY_REQUESTS,
             headers={"Retry-After": str(wait)},
         )
-    if not hmac.compare_digest(api_key.encode(), resources.settings.api_key.encode()):
+    try:
+        opened = await resources.api.open_session(api_key.strip())
+    except ApiError as error:
+        if error.status != status.HTTP_401_UNAUTHORIZED:
+            raise
         return render(
             request,
             "login.html",
-            {"next": _safe_next(next), "error": "That is not the admin key."},
+            {"next": _safe_next(next), "error": "That is not the admin key, nor a live admin or read token."},
             status_code=status.HTTP_401_UNAUTHORIZED,
         )
-    sign_in(request)
+    sign_in(request, opened)
     return RedirectResponse(_safe_next(next), status_code=status.HTTP_303_SEE_OTHER)
 
 
 @router.post(LOGOUT_PATH)
-async def logout(request: Request) -> Response:
+async def logout(request: Request, resources: ResourcesDep) -> Response:
+    if session_of(request) is not None:
+        with contextlib.suppress(ApiError):  # already ended, or the api away: the cookie goes either way
+            await resources.api_for(request).end_session()
     sign_out(request)
     return RedirectResponse(LOGIN_PATH, status_code=status.HTTP_303_SEE_OTHER)

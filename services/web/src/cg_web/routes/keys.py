@@ -51,7 +51,7 @@ async def keys_context(api: Api) -> dict[str, Any]:
 
 @router.get("")
 async def keys_page(request: Request, resources: ResourcesDep) -> Response:
-    context = await keys_context(resources.api)
+    context = await keys_context(resources.api_for(request))
     flash = request.session.pop("flash", None)
     probe = request.session.pop("probe", None)
     return render(
@@ -75,7 +75,7 @@ async def add_key(
     kind: Annotated[str, Form(max_length=20)] = "standard",
 ) -> Response:
     try:
-        added = await resources.api.add_key(label=label, api_key=api_key, kind=kind)
+        added = await resources.api_for(request).add_key(label=label, api_key=api_key, kind=kind)
     except ApiError as error:
         if error.status not in (status.HTTP_409_CONFLICT, status.HTTP_422_UNPROCESSABLE_CONTENT):
             raise
@@ -90,14 +90,14 @@ async def set_active(
     request: Request, resources: ResourcesDep, key_id: KeyId, active: Annotated[str, Form()] = "true"
 ) -> Response:
     turned_on = active == "true"
-    changed = await resources.api.set_active(key_id, turned_on)
+    changed = await resources.api_for(request).set_active(key_id, turned_on)
     state = "active: it is probed again" if turned_on else "paused: it is not probed"
     return await _done(request, resources, ("ok", f"Key “{changed['label']}” is {state}."))
 
 
 @router.post("/{key_id}/delete")
 async def delete_key(request: Request, resources: ResourcesDep, key_id: KeyId) -> Response:
-    await resources.api.delete_key(key_id)
+    await resources.api_for(request).delete_key(key_id)
     return await _done(request, resources, ("ok", "Key deleted; its usage history stays."))
 
 
@@ -107,7 +107,7 @@ async def test_key(request: Request, resources: ResourcesDep, key_id: KeyId) -> 
     try:
         probe: dict[str, Any] = {
             "key_id": key_id,
-            "result": await resources.api.probe(key_id, wait_secs=resources.settings.probe_wait_secs),
+            "result": await resources.api_for(request).probe(key_id, wait_secs=resources.settings.probe_wait_secs),
         }
     except ApiError as error:
         probe = {"key_id": key_id, "error": _probe_error(error)}
@@ -145,7 +145,7 @@ async def _section(
     headers: dict[str, str] | None = None,
 ) -> Response:
     context = {
-        **await keys_context(resources.api),
+        **await keys_context(resources.api_for(request)),
         "messages": messages or [],
         "errors": errors or {},
         "probes": {},

@@ -16,7 +16,7 @@ EVENTS_PATH = "/dashboard/events"
 
 @router.get("/dashboard")
 async def overview(request: Request, resources: ResourcesDep) -> Response:
-    data = await overview_data.gather(resources.api, resources.day_cache)
+    data = await overview_data.gather(resources.api_for(request), resources.day_cache)
     block = "live" if is_htmx(request) else None
     return render(request, "overview.html", {"o": data, "events_path": EVENTS_PATH}, block=block)
 

@@ -72,14 +72,16 @@ async def usage_page(request: Request, resources: ResourcesDep) -> Response:
     cursor = request.query_params.get("cursor")
     context: dict[str, Any] = {"filters": filters, "items": [], "next_url": None, "error": None, "first_url": None}
     try:
-        keys = await resources.api.keys()
+        keys = await resources.api_for(request).keys()
     except ApiError:
         keys = []
     context["keys"] = keys
     context["labels"] = {key["id"]: key["label"] for key in keys}
     try:
         params = api_params(filters)
-        page = await resources.api.usage_page({**params, "limit": PAGE_SIZE, **({"cursor": cursor} if cursor else {})})
+        page = await resources.api_for(request).usage_page(
+            {**params, "limit": PAGE_SIZE, **({"cursor": cursor} if cursor else {})}
+        )
     except (FilterError, ApiError) as error:
         context["error"] = str(error)
         return render(request, "usage.html", context, status_code=422 if isinstance(error, FilterError) else 200)
@@ -94,12 +96,12 @@ async def usage_page(request: Request, resources: ResourcesDep) -> Response:
 
 @router.get("/export.csv")
 async def export_csv(request: Request, resources: ResourcesDep) -> Response:
-    return await _export(request, resources.api, "csv")
+    return await _export(request, resources.api_for(request), "csv")
 
 
 @router.get("/export.json")
 async def export_json(request: Request, resources: ResourcesDep) -> Response:
-    return await _export(request, resources.api, "json")
+    return await _export(request, resources.api_for(request), "json")
 
 
 async def _export(request: Request, api: Api, kind: str) -> Response:
