@@ -94,7 +94,7 @@ def test_settings_come_from_the_env_file_and_nothing_secret_is_written_in() -> N
         service = document["services"][name]
         assert service["env_file"] == ".env", name
         for key, value in service.get("environment", {}).items():
-            assert key not in {"MASTER_KEY", "API_KEY", "POSTGRES_PASSWORD"}, name
+            assert key not in {"MASTER_KEY", "API_KEY", "DASHBOARD_API_KEY", "POSTGRES_PASSWORD"}, name
             # A password may only enter by interpolation from the env file, never as a literal.
             assert "@" not in value or "${POSTGRES_PASSWORD:?" in value, (name, key)
     password = document["services"]["postgres"]["environment"]["POSTGRES_PASSWORD"]
@@ -105,7 +105,7 @@ def test_the_env_example_names_only_known_settings_and_the_real_file_is_ignored(
     example = COMPOSE_FILE.parent / ".env.example"
     names = {line.split("=", 1)[0] for line in example.read_text().splitlines() if line and not line.startswith("#")}
     assert names <= {s.name for s in SETTINGS} | {"POSTGRES_PASSWORD"}
-    assert {"ENV", "MASTER_KEY", "API_KEY", "POSTGRES_PASSWORD", "ALLOWED_ORIGINS"} <= names
+    assert {"ENV", "MASTER_KEY", "API_KEY", "DASHBOARD_API_KEY", "POSTGRES_PASSWORD", "ALLOWED_ORIGINS"} <= names
     ignored = subprocess.run(["git", "check-ignore", "-q", "deploy/compose/.env"], cwd=REPO, check=False)
     assert ignored.returncode == 0
 
@@ -138,9 +138,14 @@ def test_the_image_is_multi_stage_non_root_and_checks_its_health() -> None:
 def test_the_env_example_filled_in_gives_valid_production_settings(
     service: str, settings_class: type[DatabaseSettings]
 ) -> None:
-    """What a service gets from Compose (the env file with its three secrets filled in, then `environment:` with
+    """What a service gets from Compose (the env file with its four secrets filled in, then `environment:` with
     the password interpolated) passes the service's own production checks."""
-    filled = {"MASTER_KEY": new_master_key(), "API_KEY": secrets.token_hex(32), "POSTGRES_PASSWORD": "s3cret"}
+    filled = {
+        "MASTER_KEY": new_master_key(),
+        "API_KEY": secrets.token_hex(32),
+        "DASHBOARD_API_KEY": secrets.token_hex(32),
+        "POSTGRES_PASSWORD": "s3cret",
+    }
     env = {**dotenv_values(COMPOSE_FILE.parent / ".env.example"), **filled}
     for key, value in compose_document()["services"][service]["environment"].items():
         env[key] = re.sub(r"\$\{POSTGRES_PASSWORD:\?[^}]*\}", filled["POSTGRES_PASSWORD"], value)

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from cg_devstack.servers import Stack
-from tests.conftest import ADMIN_KEY
+from tests.conftest import ADMIN_KEY, DASHBOARD_KEY
 from tests.support.deployment import (
     REPO,
     compose_document,
@@ -61,6 +61,7 @@ def secrets(stack: Stack, database_url: str, master_key: str, clean_state: None,
     return {
         "MASTER_KEY": master_key,
         "API_KEY": ADMIN_KEY,
+        "DASHBOARD_API_KEY": DASHBOARD_KEY,
         "DATABASE_URL": database_url,
         "REDIS_URL": stack.redis_url,
         "POSTGRES_PASSWORD": "unused-here",

@@ -216,6 +216,15 @@ def test_env_file_is_created_once_with_fresh_secrets(tmp_path: Path) -> None:
     path.write_text(path.read_text() + "DEBUG=true\n")
     assert ensure_env_file(path) == {**values, "DEBUG": "true"}  # never overwritten
     assert ensure_env_file(tmp_path / "other.env")["API_KEY"] != values["API_KEY"]
+    assert len(values["DASHBOARD_API_KEY"]) >= 32 and values["DASHBOARD_API_KEY"] != values["API_KEY"]
+
+
+def test_an_older_env_file_gains_only_the_dashboard_credential(tmp_path: Path) -> None:
+    path = tmp_path / ".env"
+    path.write_text("ENV=development\nAPI_KEY=kept-as-it-was\n")
+    values = ensure_env_file(path)
+    assert values["API_KEY"] == "kept-as-it-was" and len(values["DASHBOARD_API_KEY"]) >= 32
+    assert ensure_env_file(path) == values  # added once
 
 
 def test_env_example_lists_every_setting_as_rendered() -> None:

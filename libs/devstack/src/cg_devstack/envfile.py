@@ -34,6 +34,12 @@ SETTINGS = (
         "(make one with `uv run cg-dev new-master-key`)",
     ),
     Setting("API_KEY", "", "admin key, sent as X-API-Key; 32+ random characters in production"),
+    Setting(
+        "DASHBOARD_API_KEY",
+        "",
+        "the dashboard's own credential to the api (set on both): it only opens sessions, with its own rate limit",
+    ),
+    Setting("TRUSTED_PROXIES", "", "proxies (CIDRs) whose X-Forwarded-For names the client; none by default"),
     Setting("NATS_URL", "nats://127.0.0.1:4222", "NATS with JetStream; unset: `make up` and tests start one"),
     Setting("NATS_STREAM_REPLICAS", "1", "JetStream replicas per stream: 1 on a single server, 3 on a cluster"),
     Setting(
@@ -54,7 +60,7 @@ SETTINGS = (
     Setting(
         "SESSION_SECRET",
         "",
-        "signs the dashboard's session cookie (32+ characters); unset: derived from API_KEY",
+        "signs the dashboard's session cookie (32+ characters); unset: derived from DASHBOARD_API_KEY",
     ),
     Setting("SESSION_MAX_AGE_SECS", "43200", "how long a dashboard sign-in lasts"),
     Setting(
@@ -63,7 +69,7 @@ SETTINGS = (
     Setting("API_TIMEOUT_SECS", "10", "how long the dashboard waits for the api before saying it is too slow"),
     Setting("RATE_LIMIT_RPM", "60", "requests per minute refilled into each client's bucket (shared through Redis)"),
     Setting("RATE_LIMIT_BURST", "60", "bucket capacity: requests allowed at once"),
-    Setting("RATE_LIMIT_EXEMPT", "/ping,/dashboard", "paths that skip rate limiting, comma-separated"),
+    Setting("RATE_LIMIT_EXEMPT", "/ping,/dashboard", "paths answered with no credential and no limit (only these two)"),
     Setting("RATE_LIMIT_FAIL_MODE", "open", "when Redis does not answer: open admits the request, closed answers 503"),
     Setting("RATE_LIMIT_ENABLED", "true", "false: no rate limiting at all (benchmarks, trusted networks)"),
     Setting("OPENAI_BASE_URL", "https://api.openai.com/v1", "OpenAI-compatible endpoint the prober calls"),
@@ -97,7 +103,8 @@ SETTINGS = (
 CREATE_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL
 HEADER = """\
 # Cost Guardian settings. Variables set in the environment win over this file.
-# `make up` creates a dev .env like this one, with a fresh MASTER_KEY and API_KEY; uncomment a line to change it.
+# `make up` creates a dev .env like this one, with a fresh MASTER_KEY, API_KEY and DASHBOARD_API_KEY;
+# uncomment a line to change it.
 """
 
 
@@ -114,11 +121,23 @@ def render(values: dict[str, str]) -> str:
 def ensure_env_file(path: Path) -> dict[str, str]:
     """Create a dev `.env` at `path` unless one exists (never overwritten); return the values it sets."""
     if not path.exists():
-        content = render({"ENV": "development", "MASTER_KEY": new_master_key(), "API_KEY": secrets.token_urlsafe(32)})
+        content = render(
+            {
+                "ENV": "development",
+                "MASTER_KEY": new_master_key(),
+                "API_KEY": secrets.token_urlsafe(32),
+                "DASHBOARD_API_KEY": secrets.token_urlsafe(32),
+            }
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
         # Exclusive create: a file made meanwhile by another `make up` is kept. Secrets inside: owner only.
         with contextlib.suppress(FileExistsError), os.fdopen(os.open(path, CREATE_NEW, 0o600), "w") as file:
             file.write(content)
+    elif "DASHBOARD_API_KEY" not in read_env_file(path):
+        # A .env from before the dashboard had its own credential: the one line it lacks is added, nothing changed.
+        with path.open("a") as file:
+            file.write("\n# added by `make up`: the dashboard's own credential to the api\n")
+            file.write(f"DASHBOARD_API_KEY={secrets.token_urlsafe(32)}\n")
     return read_env_file(path)
 
 

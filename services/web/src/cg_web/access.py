@@ -29,6 +29,8 @@ LOGIN_PATH = "/dashboard/login"
 LOGOUT_PATH = "/dashboard/logout"
 # Reachable without signing in, whatever DASHBOARD_PUBLIC says.
 OPEN_PATHS = frozenset({"/", "/healthz", LOGIN_PATH})
+# Pages about who may do what: never public, whatever DASHBOARD_PUBLIC says.
+SIGNED_IN_ONLY = ("/dashboard/access", "/dashboard/audit")
 # Mutations allowed without being signed in (they still need the CSRF token).
 ANONYMOUS_MUTATIONS = frozenset({LOGIN_PATH, LOGOUT_PATH})
 
@@ -117,7 +119,11 @@ async def guard(request: Request) -> None:
             raise SignInRequiredError
         if not can_change(request):
             raise ReadOnlyError
-    elif path not in OPEN_PATHS and not settings.dashboard_public and not is_signed_in(request):
+    elif (
+        path not in OPEN_PATHS
+        and not is_signed_in(request)
+        and (not settings.dashboard_public or path.startswith(SIGNED_IN_ONLY))
+    ):
         raise SignInRequiredError
 
 

@@ -25,6 +25,11 @@ class ApiError(Exception):
         return self.message
 
 
+class SessionEndedError(Exception):
+    """The api refused the person's session: signed out elsewhere, its token revoked, expired, or API_KEY changed.
+    Not an ApiError, so that no page shows it as a passing problem: the person is signed out."""
+
+
 class Api:
     """Thin, typed calls to the api for one signed-in person (their session), through the dashboard's own
     credential; answers are the api's JSON, unchanged."""
@@ -107,6 +112,8 @@ class Api:
             raise ApiError(504, "The api did not answer in time. Try again in a moment.") from None
         except httpx.TransportError:
             raise ApiError(502, "The api cannot be reached right now. Check that cg-api is running.") from None
+        if response.status_code == 401 and self._headers:
+            raise SessionEndedError
         if response.status_code >= 400:
             raise error_from(response)
         if response.status_code == 204 or not response.content:

@@ -9,8 +9,8 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.exceptions import HTTPException
 
 from cg_common.logging import get_logger
-from cg_web.access import LOGIN_PATH, CsrfError, ReadOnlyError, SignInRequiredError, session_of, sign_out
-from cg_web.api_client import ApiError
+from cg_web.access import LOGIN_PATH, CsrfError, ReadOnlyError, SignInRequiredError, sign_out
+from cg_web.api_client import ApiError, SessionEndedError
 from cg_web.rendering import is_htmx, render
 
 log = get_logger(__name__)
@@ -20,6 +20,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(SignInRequiredError, _sign_in_required)
     app.add_exception_handler(CsrfError, _csrf_failed)
     app.add_exception_handler(ReadOnlyError, _read_only)
+    app.add_exception_handler(SessionEndedError, _session_ended)
     app.add_exception_handler(ApiError, _api_error)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid_request)
@@ -56,6 +57,11 @@ async def _csrf_failed(request: Request, _error: Exception) -> Response:
     )
 
 
+async def _session_ended(request: Request, error: Exception) -> Response:
+    sign_out(request)
+    return await _sign_in_required(request, error)
+
+
 async def _read_only(request: Request, _error: Exception) -> Response:
     return problem(
         request,
@@ -66,9 +72,6 @@ async def _read_only(request: Request, _error: Exception) -> Response:
 
 
 async def _api_error(request: Request, error: ApiError) -> Response:
-    if error.status == status.HTTP_401_UNAUTHORIZED and session_of(request) is not None:
-        sign_out(request)  # the api ended the session (signed out elsewhere, token revoked, API_KEY changed)
-        return await _sign_in_required(request, error)
     status_code = error.status if 400 <= error.status < 600 else status.HTTP_502_BAD_GATEWAY
     if status_code in (502, 503, 504):  # something behind the dashboard is away: it passes, nothing to fix here
         message = f"{error.message.rstrip('.')}. This page works again by itself once it is back."
