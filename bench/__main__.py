@@ -109,7 +109,7 @@ def _live(ctx: Context) -> str:
 
 
 BENCHMARKS: dict[str, Benchmark] = {
-    "ratelimit": Benchmark("Rate limiter cost", _ratelimit),
+    "ratelimit": Benchmark("Access control cost: a token, its scope and its own bucket", _ratelimit),
     "ingest": Benchmark("End-to-end ingest: JetStream → ledger → PostgreSQL", _ingest),
     "summary": Benchmark("Usage summary over 10 million events", _summary),
     "probes": Benchmark("Probing 10,000 keys against a 100 ms OpenAI", _probes),
