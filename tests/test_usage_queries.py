@@ -526,14 +526,3 @@ async def test_metrics_report_recorded_usage(api: httpx.AsyncClient, db: psycopg
     assert datetime.fromisoformat(body["db"]["last_usage_at"]) == at(3, 4, 5, 6, 7)
     text = (await api.get("/metrics", headers={"Accept": "text/plain"})).text
     assert "cg_usage_rows 8.0" in text
-
-
-@pytest.mark.parametrize(
-    ("method", "path"),
-    [("GET", "/data"), ("GET", "/usage/summary"), ("POST", "/usage/events"), ("DELETE", "/reset")],
-)
-async def test_usage_routes_need_the_admin_key(api: httpx.AsyncClient, method: str, path: str) -> None:
-    api.headers.pop("X-API-Key")
-    response = await api.request(method, path, headers={"X-API-Key": "wrong"}, json={})
-    assert response.status_code == 401
-    assert response.json() == {"detail": "missing or wrong X-API-Key header"}

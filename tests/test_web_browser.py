@@ -263,6 +263,42 @@ def test_every_change_works_with_javascript_off(dashboard: Dashboard, browser: B
     context.close()
 
 
+def test_tokens_are_made_and_revoked_in_the_browser(dashboard: Dashboard, browser: Browser, tmp_path: Path) -> None:
+    d = dashboard
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    sign_in(page, d.web)
+    page.click("nav >> text=Access")
+    page.fill("#name", "checkout-service")
+    page.fill("#sources", "//checkout/*")
+    page.fill("input[name=rpm]", "600")
+    page.click("button:has-text('Create token')")
+    secret = page.get_by_test_id("token-secret").inner_text()
+    assert secret.startswith("cg_")
+    assert d.api.get("/keys", headers={"X-API-Key": secret}).status_code == 403  # ingest only
+    page.fill("#name", "reporting")
+    page.uncheck("input[name=scopes][value=ingest]")
+    page.check("input[name=scopes][value=read]")
+    page.click("button:has-text('Create token')")
+    expect(page.get_by_test_id("token-secret")).to_be_visible()
+    page.goto(d.web + "/dashboard/access")
+    expect(page.get_by_test_id("new-token")).to_have_count(0)  # shown once: gone on the next view
+    assert secret not in page.content()
+    target = Path(os.environ.get("CG_SCREENSHOT_DIR") or tmp_path / "screenshots")
+    target.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(target / "access-desktop.png"), full_page=True)
+    checkout = page.locator("tr[data-token-id]", has_text="checkout-service")
+    checkout.locator("summary").click()
+    checkout.get_by_role("button", name="Revoke checkout-service").click()
+    expect(page.locator("#messages")).to_contain_text("revoked")
+    assert d.api.get("/usage/summary", headers={"X-API-Key": secret}).status_code == 401
+    page.click("nav >> text=Audit")
+    expect(page.get_by_test_id("audit-table")).to_contain_text("dashboard: admin (API_KEY)")
+    page.screenshot(path=str(target / "audit-desktop.png"), full_page=True)
+    context.close()
+
+
 def take_screenshots(context: BrowserContext, web: str, tmp_path: Path) -> None:
     """Each page at desktop and phone widths, into CG_SCREENSHOT_DIR (docs/screenshots to refresh the docs)."""
     target = Path(os.environ.get("CG_SCREENSHOT_DIR") or tmp_path / "screenshots")

@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     serve_cmd = commands.add_parser("serve", help="run the HTTP api on API_PORT")
     serve_cmd.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a service listens on its pod's interfaces
     commands.add_parser("rotate-master-key", help="re-encrypt every stored key under the first MASTER_KEY")
-    token_cli.add_commands(commands)
+    token_cli.add_commands(commands.add_parser("token", help="create, list or revoke API tokens (docs/access.md)"))
     args = parser.parse_args(argv)
 
     settings = load_settings(ApiSettings)

@@ -17,8 +17,8 @@ from cg_common.db import open_pool
 OPERATOR = "operator (cg-api token)"
 
 
-def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    token = commands.add_parser("token", help="create, list or revoke API tokens (docs/access.md)")
+def add_commands(token: argparse.ArgumentParser) -> None:
+    """The `token` command's actions, on the parser `cg-api` made for it."""
     actions = token.add_subparsers(dest="action", required=True)
     create = actions.add_parser("create", help="make a token; its secret is printed once")
     create.add_argument("--name", required=True)
