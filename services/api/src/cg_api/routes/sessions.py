@@ -27,7 +27,7 @@ REFUSED = "not the admin key, nor a live token with the 'admin' or 'read' scope"
     response_model=SessionOut,
     responses={401: {"model": ErrorOut, "description": REFUSED}},
 )
-async def open_session(body: SessionCreate, db: DbDep, resources: ResourcesDep) -> SessionOut:
+async def open_session(body: SessionCreate, db: DbDep, resources: ResourcesDep, request: Request) -> SessionOut:
     settings = resources.settings
     lifetime = timedelta(hours=settings.dashboard_session_hours)
     if same(body.credential, settings.api_key):
@@ -52,6 +52,7 @@ async def open_session(body: SessionCreate, db: DbDep, resources: ResourcesDep) 
     except SessionEndedError:
         await sessions_repo.end(db, secret)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail=REFUSED) from None
+    request.state.audit_target = principal.name.removeprefix("dashboard: ")  # who signed in
     return SessionOut(
         session=secret,
         name=principal.name,
