@@ -62,7 +62,7 @@ def run(stack: Stack, database_url: str, env: dict[str, str], work_dir: Path) ->
 def _store_keys_and_a_token(api_url: str, admin: dict[str, str]) -> dict[str, str]:
     for n in range(10):
         httpx.post(api_url + "/keys", headers=admin, json={"label": f"b{n}", "api_key": fake_openai_key()})
-    body = {"name": "bench-reader", "scopes": ["read"], "rate_limit_rpm": 10**8, "rate_limit_burst": 10**8}
+    body = {"name": "bench-reader", "scopes": ["read"], "rate_limit_rpm": 1_000_000, "rate_limit_burst": 1_000_000}
     created = httpx.post(api_url + "/tokens", headers=admin, json=body).json()
     return {"X-API-Key": created["token"]}
 
