@@ -8,12 +8,25 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from cg_api import usage_ingest
 from cg_api.access_middleware import AccessMiddleware
 from cg_api.audit_middleware import AuditMiddleware
 from cg_api.errors import install_error_handlers
 from cg_api.resources import open_resources
 from cg_api.routes import audit, billing, data, health, keys, metrics, sessions, tokens, usage
 from cg_api.settings import ApiSettings
+from cg_common.body_limit import BodyLimit, LimitFor
+
+
+def body_limits(settings: ApiSettings) -> LimitFor:
+    """Usage batches may be large (usage_ingest's own limit); every other body is a small JSON document."""
+
+    def limit_for(method: str, path: str) -> int:
+        if method == "POST" and path == "/usage/events":
+            return usage_ingest.MAX_BODY_BYTES
+        return settings.max_body_bytes
+
+    return limit_for
 
 
 def create_app(settings: ApiSettings) -> FastAPI:
@@ -38,6 +51,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
         allow_methods=["GET", "POST", "PATCH", "DELETE"],
         allow_headers=["X-API-Key", "Authorization", "Content-Type"],
     )
+    # Outermost: a body over its path's limit is refused before anything else looks at the request.
+    app.add_middleware(BodyLimit, limit_for=body_limits(settings))
     install_error_handlers(app)
     for router in (
         health.router,

@@ -8,6 +8,9 @@ from datetime import UTC, datetime
 
 MAX_CURSOR_CHARS = 200
 MAX_ID = 2**63 - 1
+# The times a cursor may carry: any a usage row can have, with room on both sides for a day's floor and ceiling.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 class BadCursorError(ValueError):
@@ -29,8 +32,11 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         stamp, row_id_text = text.split("|")
         occurred_at = datetime.fromisoformat(stamp)
         row_id = int(row_id_text)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
+        if occurred_at.tzinfo is None:
+            raise ValueError("a cursor's time has a zone")
+        occurred_at = occurred_at.astimezone(UTC)  # OverflowError for year 1 at +14:00
+    except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError):
         raise BadCursorError("cursor is malformed") from None
-    if occurred_at.tzinfo is None or not 1 <= row_id <= MAX_ID:
+    if not 1 <= row_id <= MAX_ID or not EARLIEST <= occurred_at < LATEST:
         raise BadCursorError("cursor is malformed")
     return occurred_at, row_id

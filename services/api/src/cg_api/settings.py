@@ -37,6 +37,8 @@ class ApiSettings(KeyVaultSettings):
     # Proxies whose X-Forwarded-For is believed (CIDRs); by default none, and the socket's peer is the client.
     trusted_proxies: CommaList = ()
     dashboard_public: bool = False
+    # The largest request body of any route but POST /usage/events (whose batches may reach 5 MB).
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=10 * 1024 * 1024)
     # How long POST /keys/{id}/probe waits for the pipeline's answer.
     probe_wait_secs: float = Field(default=15.0, gt=0, le=120)
     # How long a request waits for a PostgreSQL connection before answering 503 (well inside the 2 s the api promises).

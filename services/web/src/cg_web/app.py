@@ -11,6 +11,7 @@ from fastapi import Depends, FastAPI
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.middleware.sessions import SessionMiddleware
 
+from cg_common.body_limit import BodyLimit
 from cg_web.access import guard
 from cg_web.errors import install_error_handlers
 from cg_web.rendering import environment
@@ -63,4 +64,6 @@ def create_app(settings: WebSettings) -> FastAPI:
     app.add_middleware(StaticFiles, files=whitenoise_for(Path(built.name)))
     app.add_middleware(SecurityHeaders, production=settings.is_production)
     app.add_middleware(ServerTiming)
+    # Outermost: forms are small; a body over the limit is refused before the session or the CSRF check reads it.
+    app.add_middleware(BodyLimit, limit_for=lambda _method, _path: settings.max_body_bytes, json_errors=False)
     return app

@@ -47,12 +47,14 @@ def render(
     """The whole page, or only `block` of it (the fragment an htmx request swaps in)."""
     env: Environment = request.app.state.templates
     template = env.get_template(template_name)
+    # An error page may be rendered for a request that never reached the session layer (a static file, say).
+    has_session = "session" in request.scope
     full_context = {
         "request": request,
-        "csrf_token": masked_csrf(request),
-        "signed_in": is_signed_in(request),
-        "can_change": can_change(request),
-        "who": who(request),
+        "csrf_token": masked_csrf(request) if has_session else "",
+        "signed_in": has_session and is_signed_in(request),
+        "can_change": has_session and can_change(request),
+        "who": who(request) if has_session else None,
         "public": request.app.state.settings.dashboard_public,
         "path": request.url.path,
         "messages": [],

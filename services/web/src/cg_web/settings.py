@@ -29,6 +29,8 @@ class WebSettings(MessagingSettings):
     # POST /keys/{id}/probe may wait PROBE_WAIT_SECS at the api; the dashboard waits a little longer than that.
     probe_wait_secs: float = Field(default=15.0, gt=0, le=120)
     redis_timeout_ms: int = Field(default=100, ge=5, le=5000)
+    # The largest request body (every form of the dashboard is far smaller).
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=10 * 1024 * 1024)
     # Proxies whose X-Forwarded-For is believed for sign-in limits (CIDRs); by default none.
     trusted_proxies: CommaList = ()
 

@@ -67,8 +67,10 @@ class StaticFiles:
         if static_file is None:
             await self.app(scope, receive, send)
             return
+        # Header bytes as WSGI carries them (PEP 3333: latin-1), so that no byte a client sends can fail to decode.
         environ = {
-            "HTTP_" + name.decode().upper().replace("-", "_"): value.decode() for name, value in scope["headers"]
+            "HTTP_" + name.decode("latin-1").upper().replace("-", "_"): value.decode("latin-1")
+            for name, value in scope["headers"]
         }
         response = static_file.get_response(scope["method"], environ)
         headers = [(name.lower().encode(), value.encode()) for name, value in response.headers]
