@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from cg_common.crypto import new_master_key
 from cg_common.settings import describe_error
+from cg_prober.settings import ProberSettings
 from tests.conftest import settings_from
 from tests.support.processes import cg_api_command
 
@@ -18,7 +19,7 @@ GOOD = {
     "NATS_URL": "nats://127.0.0.1:4222",
     "DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/costguardian",
     "REDIS_URL": "redis://127.0.0.1:6379/0",
-    "API_KEY": "k" * 40,
+    "API_KEY": "5f0c2e9a7b1d4c6e8f3a0b2d4e6f8a1c3e5b7d9f",
     "MASTER_KEY": new_master_key(),
 }
 
@@ -65,12 +66,35 @@ def test_bad_setting_is_named_in_one_line(change: dict[str, str | None], expecte
         ({"MASTER_KEY": ""}, "MASTER_KEY is required when ENV=production"),
         ({"API_KEY": "changeme"}, "API_KEY is too weak"),
         ({"API_KEY": "short-but-random-1234"}, "API_KEY is too weak"),
+        ({"API_KEY": "ab" * 20}, "API_KEY is too weak"),  # long, but 2 distinct characters
+        ({"DEBUG": "true"}, "DEBUG=true is refused when ENV=production"),
+        ({"DASHBOARD_API_KEY": "changeme"}, "DASHBOARD_API_KEY is too weak"),
         ({"ALLOWED_ORIGINS": "*"}, "ALLOWED_ORIGINS=* is refused"),
     ],
 )
 def test_production_refuses_dev_defaults(change: dict[str, str], expected: str) -> None:
     env = {**GOOD, "ENV": "production", "ALLOWED_ORIGINS": "https://costs.example.com", **change}
     assert expected in error_line(env)
+
+
+@pytest.mark.parametrize(
+    ("base_url", "refused"),
+    [
+        ("http://openai-proxy.internal/v1", True),
+        ("http://10.0.0.5:8080/v1", True),
+        ("https://api.openai.com/v1", False),
+        ("http://127.0.0.1:8080/v1", False),
+        ("http://localhost:8080/v1", False),
+        ("http://[::1]:8080/v1", False),
+    ],
+)
+def test_production_sends_keys_to_openai_only_over_https_or_loopback(base_url: str, refused: bool) -> None:
+    env = {**{k.lower(): v for k, v in GOOD.items()}, "env": "production", "openai_base_url": base_url}
+    if refused:
+        with pytest.raises(ValidationError, match="OPENAI_BASE_URL must be https://"):
+            ProberSettings.model_validate(env)
+    else:
+        assert ProberSettings.model_validate(env).openai_base_url == base_url
 
 
 def test_production_accepts_real_values() -> None:

@@ -258,8 +258,8 @@ def test_production_refuses_dev_defaults(api_env: dict[str, str]) -> None:
     with pytest.raises(ValidationError, match="DASHBOARD_API_KEY is too weak"):
         web_settings({**env, "DASHBOARD_API_KEY": "changeme"})
     with pytest.raises(ValidationError, match="SESSION_SECRET"):
-        web_settings({**env, "DASHBOARD_API_KEY": "k" * 40, "SESSION_SECRET": "short"})
-    strong = web_settings({**env, "DASHBOARD_API_KEY": "k" * 40})
+        web_settings({**env, "DASHBOARD_API_KEY": "0123456789abcdef" * 3, "SESSION_SECRET": "short"})
+    strong = web_settings({**env, "DASHBOARD_API_KEY": "0123456789abcdef" * 3})
     assert strong.cookie_secret != strong.dashboard_api_key and len(strong.cookie_secret) >= 32
 
 

@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 # Values that are fine on a laptop and dangerous anywhere else.
 WEAK_API_KEYS = frozenset({"", "changeme", "changethis", "admin", "secret", "dev", "dev-api-key", "password"})
 MIN_PRODUCTION_API_KEY_LENGTH = 32
+MIN_PRODUCTION_DISTINCT_CHARACTERS = 16  # "aaaa…" or a repeated word is long but guessable
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
 
@@ -36,9 +37,14 @@ def require_scheme(value: str, schemes: tuple[str, ...], name: str) -> str:
 def require_strong_api_key(api_key: str, *, name: str = "API_KEY") -> None:
     """A shared secret of a production deployment (the admin key, the dashboard's): long, and none of the
     well-known placeholders."""
-    if api_key.lower() in WEAK_API_KEYS or len(api_key) < MIN_PRODUCTION_API_KEY_LENGTH:
+    if (
+        api_key.lower() in WEAK_API_KEYS
+        or len(api_key) < MIN_PRODUCTION_API_KEY_LENGTH
+        or len(set(api_key)) < MIN_PRODUCTION_DISTINCT_CHARACTERS
+    ):
         raise ValueError(
-            f"{name} is too weak for ENV=production (use {MIN_PRODUCTION_API_KEY_LENGTH}+ random characters)"
+            f"{name} is too weak for ENV=production (use {MIN_PRODUCTION_API_KEY_LENGTH}+ random characters, "
+            f"{MIN_PRODUCTION_DISTINCT_CHARACTERS}+ of them distinct, e.g. `openssl rand -hex 32`)"
         )
 
 
@@ -54,6 +60,12 @@ class ServiceSettings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.env == "production"
+
+    @model_validator(mode="after")
+    def _no_debug_in_production(self) -> ServiceSettings:
+        if self.is_production and self.debug:
+            raise ValueError("DEBUG=true is refused when ENV=production (it logs request details)")
+        return self
 
 
 class DatabaseSettings(ServiceSettings):

@@ -188,7 +188,7 @@ def key_unavailable_result(request: ProbeRequest, settings: ProberSettings, why:
 
 
 def scrub(message: str | None, api_key: str) -> str | None:
-    """The upstream's message without the key or anything key-shaped, short enough to store."""
+    """The upstream's message without the key or anything key-shaped, then (never before) short enough to store."""
     if message is None:
         return None
     return SecretScrubber([api_key]).text(message)[:MAX_ERROR_CHARS]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
@@ -31,8 +33,25 @@ class ProberSettings(KeyVaultSettings):
         return value.rstrip("/")
 
     @model_validator(mode="after")
+    def _keys_travel_encrypted_in_production(self) -> ProberSettings:
+        # Plain http would send every stored key in the clear; only a loopback test server may be plain.
+        url = urlsplit(self.openai_base_url)
+        if self.is_production and url.scheme == "http" and not _is_loopback(url.hostname or ""):
+            raise ValueError("OPENAI_BASE_URL must be https:// when ENV=production (plain http only on loopback)")
+        return self
+
+    @model_validator(mode="after")
     def _ack_wait_outlasts_a_probe(self) -> ProberSettings:
         # Otherwise JetStream hands a request still being probed to another replica, and the key is probed twice.
         if self.prober_ack_wait_secs <= self.probe_timeout_secs + 1:
             raise ValueError("PROBER_ACK_WAIT_SECS must exceed PROBE_TIMEOUT_SECS by more than a second")
         return self
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -84,10 +84,10 @@ async def call(
         )
     except httpx.TimeoutException as error:
         if _refused(error):
-            return Attempt("network_error", _ms_since(started), error_message=f"cannot connect: {error}"[:300])
+            return Attempt("network_error", _ms_since(started), error_message=f"cannot connect: {error}")
         return Attempt("timeout", _ms_since(started), error_message="no answer within the probe timeout")
     except httpx.TransportError as error:
-        return Attempt("network_error", _ms_since(started), error_message=f"{type(error).__name__}: {error}"[:300])
+        return Attempt("network_error", _ms_since(started), error_message=f"{type(error).__name__}: {error}")
     latency = _ms_since(started)
     body = _json_or_none(response.content)
     if response.status_code < 300 and body is not None:
@@ -102,7 +102,9 @@ def classify(status: int, body: Any, headers: Mapping[str, str], latency_ms: flo
     error = error if isinstance(error, dict) else {}
     code = _text(error.get("code"))
     type_ = _text(error.get("type"))
-    message = _text(error.get("message")) or text[:300] or None
+    # Whole: the caller scrubs the key (which OpenAI may echo back) out of it first, and only then shortens it, so
+    # that a cut can never leave part of a key too short to be recognised.
+    message = _text(error.get("message")) or text or None
     outcome: ProbeOutcome
     if status in (401, 403):
         outcome = "invalid_api_key"
