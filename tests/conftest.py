@@ -24,6 +24,7 @@ from cg_common.migrate import apply_migrations
 from cg_common.subjects import ALL_STREAMS
 from cg_common.topology import provision
 from cg_devstack.servers import Stack, start_stack
+from tests.support import nats_users
 from tests.support.jetstream import provision_for, topology_for
 
 ADMIN_KEY = "test-admin-" + secrets.token_urlsafe(24)
@@ -34,6 +35,7 @@ DASHBOARD_KEY = "test-dashboard-" + secrets.token_urlsafe(24)  # the web's own c
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The servers, with JetStream provisioned as the migration step does at the settings' defaults."""
     with start_stack(tmp_path_factory.mktemp("servers")) as servers:
+        nats_users.register(servers)
         provision_for({"NATS_URL": servers.nats_url})
         yield servers
 
@@ -91,8 +93,9 @@ def api_env(stack: Stack, database_url: str, master_key: str, clean_state: None)
 
 
 def settings_from(env: dict[str, str]) -> ApiSettings:
-    """Settings from these variables alone: neither the process environment nor a `.env` file is read."""
-    return ApiSettings.model_validate({k.lower(): v for k, v in env.items()})
+    """Settings from these variables alone: neither the process environment nor a `.env` file is read; NATS as the
+    api's own user."""
+    return ApiSettings.model_validate({k.lower(): v for k, v in nats_users.env_as(env, "api").items()})
 
 
 @pytest.fixture

@@ -6,6 +6,8 @@ of the test's own, so the developer's `.data` and `.env` are never touched.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import queue
 import secrets
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import nats
 import psutil
 import pytest
 
@@ -29,7 +32,7 @@ from tests.support.processes import free_port
 from tests.support.usage import usage_event, wait_until
 from tests.test_devstack import REPO_ROOT, environment_without_urls, read_announced, servers_on
 
-ANNOUNCED_NAMES = ("API_URL", "WEB_URL", "NATS_URL", "DATABASE_URL", "REDIS_URL", "API_KEY")
+ANNOUNCED_NAMES = ("API_URL", "WEB_URL", "NATS_URL", "NATS_SUBSCRIBER_URL", "DATABASE_URL", "REDIS_URL", "API_KEY")
 READY_TIMEOUT_SECS = 60.0
 STOP_TIMEOUT_SECS = 20.0
 
@@ -137,6 +140,26 @@ def _name(process: psutil.Process) -> str:
     return next((name for name in ("cg-api", "cg-ledger", "cg-scheduler") if name in scripts), str(process.name()))
 
 
+async def publish_as_another_system(url: str) -> tuple[bool, bool]:
+    """(its usage was acknowledged by JetStream, a forged probe result was refused) for `url`'s user."""
+    violations: list[str] = []
+
+    async def on_error(error: Exception) -> None:
+        violations.append(str(error).lower())
+
+    nc = await nats.connect(url, error_cb=on_error)
+    try:
+        ack = await nc.jetstream().publish(
+            "cg.usage.other-system", json.dumps(usage_event(source="//o", event_id="1")).encode()
+        )
+        await nc.publish("cg.probe.result.1", b"{}")
+        await nc.flush()
+        await asyncio.sleep(0.1)
+    finally:
+        await nc.close()
+    return ack.stream == "CG_USAGE", any("cg.probe.result.1" in v for v in violations)
+
+
 def test_make_up_runs_the_api_on_embedded_servers_and_keeps_data(tmp_path: Path) -> None:
     openai_key = "sk-test-" + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(40))
     api_port = free_port()
@@ -161,6 +184,10 @@ def test_make_up_runs_the_api_on_embedded_servers_and_keeps_data(tmp_path: Path)
             timeout=30,
             message="the ledger under make up did not record the event",
         )
+        # Another system connects in one step with the printed URLs: it publishes usage, and may do nothing else.
+        published, forged = asyncio.run(publish_as_another_system(up.announced["NATS_URL"]))
+        assert published and forged, (published, forged)
+        assert "subscriber:" in up.announced["NATS_SUBSCRIBER_URL"]
         ctrl_c_stops_everything(up, tmp_path / "data")
 
     with make_up(tmp_path, api_port) as again:

@@ -25,6 +25,7 @@ from cg_web.routes.overview import EVENTS_PATH
 from cg_web.settings import WebSettings
 from tests.conftest import ADMIN_KEY, web_env_for
 from tests.support.keys import fake_openai_key
+from tests.support.nats_users import env_as
 from tests.support.processes import ServiceProcess, free_port, running_api, script, start_service
 
 CSRF_IN_PAGE = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -38,7 +39,8 @@ def api_process(api_env: dict[str, str], tmp_path: Path) -> Iterator[ServiceProc
 
 
 def web_settings(env: dict[str, str]) -> WebSettings:
-    return WebSettings.model_validate({k.lower(): v for k, v in env.items()})
+    """The dashboard's settings from these variables alone; NATS as the web's own user."""
+    return WebSettings.model_validate({k.lower(): v for k, v in env_as(env, "web").items()})
 
 
 @asynccontextmanager

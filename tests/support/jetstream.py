@@ -11,8 +11,10 @@ import nats
 from nats.js.api import ConsumerInfo
 from nats.js.client import JetStreamContext
 
+from cg_common.messaging import inbox_prefix
 from cg_common.settings import TopologySettings
 from cg_common.topology import Topology, provision
+from tests.support.nats_users import as_user
 
 
 async def settled_consumer_info(
@@ -34,7 +36,7 @@ def topology_for(env: Mapping[str, str]) -> Topology:
 
 
 async def provision_async(nats_url: str, topology: Topology) -> None:
-    nc = await nats.connect(nats_url)
+    nc = await nats.connect(as_user(nats_url, "migrate"), inbox_prefix=inbox_prefix(as_user(nats_url, "migrate")))
     try:
         await provision(nc.jetstream(), topology)
     finally:

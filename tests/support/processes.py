@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 
 from tests.support.jetstream import provision_for
+from tests.support.nats_users import env_as
 
 
 def free_port() -> int:
@@ -100,7 +101,7 @@ def running_api(env: Mapping[str, str], log_path: Path, *, ready_timeout: float 
     port = free_port()
     api = start_service(
         [*cg_api_command(), "serve", "--host", "127.0.0.1"],
-        {**env, "API_PORT": str(port)},
+        {**env_as(env, "api"), "API_PORT": str(port)},
         log_path,
         url=f"http://127.0.0.1:{port}",
         ready_path="/ping",
@@ -133,7 +134,7 @@ def running_web(env: Mapping[str, str], log_path: Path) -> Iterator[ServiceProce
     port = free_port()
     web = start_service(
         [*script("cg-web"), "serve", "--host", "127.0.0.1"],
-        {**env, "WEB_PORT": str(port)},
+        {**env_as(env, "web"), "WEB_PORT": str(port)},
         log_path,
         url=f"http://127.0.0.1:{port}",
         ready_path="/healthz",
@@ -149,7 +150,7 @@ def start_background(service: str, env: Mapping[str, str], log_path: Path, *, pr
     port = free_port()
     return start_service(
         [*script(f"cg-{service}"), "run"],
-        {**env, f"{service.upper()}_PORT": str(port)},
+        {**env_as(env, service), f"{service.upper()}_PORT": str(port)},
         log_path,
         url=f"http://127.0.0.1:{port}",
         ready_path="/healthz",

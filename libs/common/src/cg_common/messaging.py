@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
 
 from cg_common.logging import get_logger
 
 log = get_logger(__name__)
+DEFAULT_INBOX = "_INBOX"
 
 
 async def connect_nats(url: str, *, name: str, connect_timeout: int = 5) -> NATS:
@@ -30,6 +33,7 @@ async def connect_nats(url: str, *, name: str, connect_timeout: int = 5) -> NATS
     await nc.connect(
         servers=[url],
         name=name,
+        inbox_prefix=inbox_prefix(url),
         connect_timeout=connect_timeout,
         allow_reconnect=True,
         max_reconnect_attempts=-1,
@@ -42,6 +46,13 @@ async def connect_nats(url: str, *, name: str, connect_timeout: int = 5) -> NATS
         closed_cb=on_closed,
     )
     return nc
+
+
+def inbox_prefix(url: str) -> str:
+    """`_INBOX.<user>` for a URL with a user in it: the permission file lets each user read only its own inbox, so
+    that replies (JetStream acks, API answers, key-value reads) reach no one else; `_INBOX` without a user."""
+    user = urlsplit(url).username
+    return f"{DEFAULT_INBOX}.{user}" if user else DEFAULT_INBOX
 
 
 async def close_nats(nc: NATS) -> None:

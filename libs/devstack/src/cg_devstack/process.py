@@ -4,12 +4,13 @@ and the runner stops them in order; and stopped at interpreter exit at the lates
 from __future__ import annotations
 
 import atexit
+import os
 import signal
 import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,8 @@ class RunningServer:
     log_path: Path
     stop_signal: signal.Signals = signal.SIGTERM
     lock: DataDirLock | None = field(default=None, repr=False)
+    # For a server with users (NATS): each user's URL, credentials included.
+    user_urls: dict[str, str] = field(default_factory=dict, repr=False)
     _stop_requested: bool = field(default=False, init=False, repr=False)
 
     @property
@@ -116,6 +119,7 @@ def launch(
     lock: DataDirLock,
     stop_signal: signal.Signals = signal.SIGTERM,
     run_as: tuple[int, int] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> RunningServer:
     """Start a server in a session of its own, output to `log_path`; `run_as` is a (uid, gid) to drop to.
 
@@ -133,6 +137,7 @@ def launch(
                 user=run_as[0] if run_as else None,
                 group=run_as[1] if run_as else None,
                 extra_groups=[] if run_as else None,
+                env={**os.environ, **env} if env else None,
             )
     except BaseException:
         lock.release()

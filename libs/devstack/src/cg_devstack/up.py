@@ -51,13 +51,19 @@ def run_up(
         announce(
             API_URL=local_url(environ, "API_PORT", 5001),
             WEB_URL=local_url(environ, "WEB_PORT", 5002) + "/dashboard",
-            **stack.env,
+            # Other systems publish usage as the usage publisher, follow costs as the subscriber (docs/access.md).
+            NATS_URL=stack.nats_url_for("usage-publisher"),
+            NATS_SUBSCRIBER_URL=stack.nats_url_for("subscriber"),
+            DATABASE_URL=stack.database_url,
+            REDIS_URL=stack.redis_url,
             API_KEY=env.get("API_KEY", ""),
         )
         manager = Manager()
         for name, command in processes.items():
-            # Services run where their .env is, so what they read from `.env` themselves is this same file.
-            manager.add_process(name, command, env=env, cwd=str(paths.env_file.parent))
+            # Each service as its own NATS user (the Procfile names them as the permission file does); services
+            # run where their .env is, so what they read from `.env` themselves is this same file.
+            own = {**env, "NATS_URL": stack.nats_url_for(name)}
+            manager.add_process(name, command, env=own, cwd=str(paths.env_file.parent))
         manager.loop()
     return int(manager.returncode or 0)
 
@@ -85,7 +91,7 @@ def run_migrate(repo_root: Path, *, data_dir: Path | None = None, env_file: Path
     topology = topology_of(environ)
     with start_stack(paths.data_dir, environ, servers=("NATS_URL", "DATABASE_URL")) as stack:
         applied = apply_migrations(stack.database_url)
-        changes = asyncio.run(provision_jetstream(stack.nats_url, topology))
+        changes = asyncio.run(provision_jetstream(stack.nats_url_for("migrate"), topology))
     print(f"applied {len(applied)} migration(s): {', '.join(f'{m.version}_{m.name}' for m in applied) or 'none'}")
     print(f"JetStream: {'; '.join(changes) or 'as configured already'}")
     return 0
@@ -99,7 +105,7 @@ def started(paths: Paths, environ: Mapping[str, str]) -> Iterator[Stack]:
     print(f"starting servers (data in {paths.data_dir}) ...", file=sys.stderr, flush=True)
     with start_stack(paths.data_dir, environ) as stack:
         apply_migrations(stack.database_url)
-        asyncio.run(provision_jetstream(stack.nats_url, topology_of(environ)))
+        asyncio.run(provision_jetstream(stack.nats_url_for("migrate"), topology_of(environ)))
         print(f"servers ready and migrated in {time.monotonic() - began:.1f} s", file=sys.stderr, flush=True)
         yield stack
 

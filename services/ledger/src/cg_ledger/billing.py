@@ -12,6 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
 
 from cg_common.billing import BilledCost
+from cg_common.clock_skew import day_in_future
 from cg_common.consumer import Outcome, TransientError
 from cg_common.db import TRANSIENT_DB_ERRORS, Connection
 
@@ -36,6 +37,11 @@ class BilledCostRecorder:
                 cost = BilledCost.model_validate_json(message.data)
             except ValidationError as error:
                 outcomes.append(Outcome.dead_letter(f"not a billed cost: {error.error_count()} invalid fields"))
+                continue
+            if day_in_future(cost.day):
+                outcomes.append(
+                    Outcome.dead_letter(f"billed cost for a day that has not begun: {cost.day.isoformat()}")
+                )
                 continue
             rows.append(
                 (cost.source, cost.day, cost.project_id, cost.line_item, cost.amount, cost.currency, cost.pulled_at)

@@ -24,6 +24,7 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
 
+from cg_common.clock_skew import ALLOWED_SKEW, future_by
 from cg_common.consumer import Outcome, TransientError
 from cg_common.db import TRANSIENT_DB_ERRORS, Connection
 from cg_common.logging import SecretScrubber
@@ -61,9 +62,18 @@ class KeyHealthRecorder:
         results: list[ProbeResult] = []
         for index, message in enumerate(messages):
             try:
-                results.append(ProbeResult.model_validate_json(message.data))
+                result = ProbeResult.model_validate_json(message.data)
             except ValidationError as error:
                 outcomes[index] = Outcome.dead_letter(f"not a probe result: {_first_error(error)}")
+                continue
+            ahead = future_by(result.probed_at)
+            if ahead is not None:
+                outcomes[index] = Outcome.dead_letter(
+                    f"probe result from the future: probed_at {result.probed_at.isoformat()} is {ahead} ahead of "
+                    f"the ledger's clock (allowed skew {ALLOWED_SKEW})"
+                )
+                continue
+            results.append(result)
         # Rows are locked in key order, so concurrent batches (and replicas) never deadlock.
         results.sort(key=lambda r: (r.key_id, r.probed_at, r.request_id))
         try:
