@@ -17,6 +17,7 @@ from cg_api.settings import ApiSettings
 from cg_common.crypto import new_master_key
 from cg_common.migration_step import MigrateSettings
 from cg_common.settings import DatabaseSettings
+from cg_devstack import nats_users
 from cg_devstack.envfile import SETTINGS
 from cg_ledger.settings import LedgerSettings
 from tests.support.deployment import (
@@ -88,26 +89,56 @@ def test_services_start_in_order_once_their_dependencies_are_healthy() -> None:
     assert services["web"]["ports"] == ["5002:5002"]
 
 
-def test_settings_come_from_the_env_file_and_nothing_secret_is_written_in() -> None:
+SECRETS_BY_SERVICE = {
+    "migrate": {"POSTGRES_PASSWORD", "CG_NATS_MIGRATE_PASSWORD"},
+    "api": {"POSTGRES_PASSWORD", "CG_NATS_API_PASSWORD", "MASTER_KEY", "API_KEY", "DASHBOARD_API_KEY"},
+    "web": {"CG_NATS_WEB_PASSWORD", "DASHBOARD_API_KEY"},
+    "scheduler": {"POSTGRES_PASSWORD", "CG_NATS_SCHEDULER_PASSWORD"},
+    "ledger": {"POSTGRES_PASSWORD", "CG_NATS_LEDGER_PASSWORD"},
+    "prober": {"POSTGRES_PASSWORD", "CG_NATS_PROBER_PASSWORD", "MASTER_KEY"},
+    "postgres": {"POSTGRES_PASSWORD"},
+    "nats": {f"CG_NATS_{user.upper().replace('-', '_')}_PASSWORD" for user in nats_users.USERS},
+}
+INTERPOLATED = re.compile(r"\$\{(\w+):\?[^}]*\}")
+
+
+def secrets_of(example: Path) -> set[str]:
+    return {line.split("=", 1)[0] for line in example.read_text().splitlines() if line and not line.startswith("#")}
+
+
+def test_each_service_gets_only_the_secrets_it_needs_and_none_is_written_in() -> None:
+    """MASTER_KEY only to the api (which encrypts) and the prober (which decrypts), each NATS password only to its
+    user's service, and no literal secret anywhere: they enter by interpolation from deploy/compose/.env."""
     document = compose_document()
-    for name in APP_SERVICES:
-        service = document["services"][name]
-        assert service["env_file"] == ".env", name
+    secrets_known = secrets_of(COMPOSE_FILE.parent / ".env.example")
+    for name, service in document["services"].items():
+        if name in APP_SERVICES:
+            assert service["env_file"] == "settings.env", name
+        given = set()
         for key, value in service.get("environment", {}).items():
-            assert key not in {"MASTER_KEY", "API_KEY", "DASHBOARD_API_KEY", "POSTGRES_PASSWORD"}, name
-            # A password may only enter by interpolation from the env file, never as a literal.
-            assert "@" not in value or "${POSTGRES_PASSWORD:?" in value, (name, key)
-    password = document["services"]["postgres"]["environment"]["POSTGRES_PASSWORD"]
-    assert password.startswith("${POSTGRES_PASSWORD:?")
+            given |= set(INTERPOLATED.findall(value))
+            assert key not in secrets_known or INTERPOLATED.fullmatch(value), (name, key)
+            assert "@" not in value or INTERPOLATED.search(value), (name, key)
+        assert given == SECRETS_BY_SERVICE.get(name, set()), name
+    assert set().union(*SECRETS_BY_SERVICE.values()) == secrets_known
 
 
-def test_the_env_example_names_only_known_settings_and_the_real_file_is_ignored() -> None:
-    example = COMPOSE_FILE.parent / ".env.example"
-    names = {line.split("=", 1)[0] for line in example.read_text().splitlines() if line and not line.startswith("#")}
-    assert names <= {s.name for s in SETTINGS} | {"POSTGRES_PASSWORD"}
-    assert {"ENV", "MASTER_KEY", "API_KEY", "DASHBOARD_API_KEY", "POSTGRES_PASSWORD", "ALLOWED_ORIGINS"} <= names
+def test_settings_and_secrets_files_name_only_known_settings_and_the_real_file_is_ignored() -> None:
+    settings = secrets_of(COMPOSE_FILE.parent / "settings.env")
+    assert settings <= {s.name for s in SETTINGS} and {"ENV", "ALLOWED_ORIGINS", "WEB_URL"} <= settings
+    assert not settings & set().union(*SECRETS_BY_SERVICE.values())
     ignored = subprocess.run(["git", "check-ignore", "-q", "deploy/compose/.env"], cwd=REPO, check=False)
     assert ignored.returncode == 0
+
+
+def test_the_nats_server_runs_the_permission_file_of_make_up_and_the_tests() -> None:
+    nats = compose_document()["services"]["nats"]
+    assert "../nats/permissions.conf:/etc/nats/permissions.conf:ro" in nats["volumes"]
+    assert nats["command"][:2] == ["--config", "/etc/nats/permissions.conf"]
+    assert (COMPOSE_FILE.parent / "../nats/permissions.conf").resolve() == nats_users.PERMISSIONS_FILE
+    for name in APP_SERVICES:
+        url = compose_document()["services"][name]["environment"]["NATS_URL"]
+        assert url.startswith(f"nats://{name}:${{CG_NATS_{name.upper()}_PASSWORD:?"), name
 
 
 def test_dockerfile_passes_hadolint() -> None:
@@ -138,17 +169,14 @@ def test_the_image_is_multi_stage_non_root_and_checks_its_health() -> None:
 def test_the_env_example_filled_in_gives_valid_production_settings(
     service: str, settings_class: type[DatabaseSettings]
 ) -> None:
-    """What a service gets from Compose (the env file with its four secrets filled in, then `environment:` with
-    the password interpolated) passes the service's own production checks."""
-    filled = {
-        "MASTER_KEY": new_master_key(),
-        "API_KEY": secrets.token_hex(32),
-        "DASHBOARD_API_KEY": secrets.token_hex(32),
-        "POSTGRES_PASSWORD": "s3cret",
-    }
-    env = {**dotenv_values(COMPOSE_FILE.parent / ".env.example"), **filled}
+    """What a service gets from Compose (settings.env, then `environment:` with the secrets of a filled-in .env
+    interpolated) passes the service's own production checks."""
+    filled = {name: "p" + secrets.token_hex(20) for name in secrets_of(COMPOSE_FILE.parent / ".env.example")}
+    filled |= {"MASTER_KEY": new_master_key(), "POSTGRES_PASSWORD": "s3cret"}
+    filled |= {"API_KEY": secrets.token_urlsafe(32), "DASHBOARD_API_KEY": secrets.token_urlsafe(32)}
+    env = {k: v for k, v in dotenv_values(COMPOSE_FILE.parent / "settings.env").items() if v is not None}
     for key, value in compose_document()["services"][service]["environment"].items():
-        env[key] = re.sub(r"\$\{POSTGRES_PASSWORD:\?[^}]*\}", filled["POSTGRES_PASSWORD"], value)
+        env[key] = INTERPOLATED.sub(lambda match: filled[match.group(1)], value)
     settings = settings_class.model_validate({k.lower(): v for k, v in env.items()})
     assert settings.is_production
     assert settings.database_url == "postgresql://costguardian:s3cret@postgres:5432/costguardian"
