@@ -133,9 +133,9 @@ def test_settings_and_secrets_files_name_only_known_settings_and_the_real_file_i
 
 def test_the_nats_server_runs_the_permission_file_of_make_up_and_the_tests() -> None:
     nats = compose_document()["services"]["nats"]
-    assert "../nats/permissions.conf:/etc/nats/permissions.conf:ro" in nats["volumes"]
+    assert "../k8s/base/nats-permissions.conf:/etc/nats/permissions.conf:ro" in nats["volumes"]
     assert nats["command"][:2] == ["--config", "/etc/nats/permissions.conf"]
-    assert (COMPOSE_FILE.parent / "../nats/permissions.conf").resolve() == nats_users.PERMISSIONS_FILE
+    assert (COMPOSE_FILE.parent / "../k8s/base/nats-permissions.conf").resolve() == nats_users.PERMISSIONS_FILE
     for name in APP_SERVICES:
         url = compose_document()["services"][name]["environment"]["NATS_URL"]
         assert url.startswith(f"nats://{name}:${{CG_NATS_{name.upper()}_PASSWORD:?"), name

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cg_devstack import nats_users
 from cg_devstack.servers import Stack
 from tests.conftest import ADMIN_KEY, DASHBOARD_KEY
 from tests.support.deployment import (
@@ -29,6 +30,7 @@ from tests.support.deployment import (
     rendered_overlay,
     settings_config_map,
 )
+from tests.support.nats_users import as_user
 from tests.support.processes import free_port, start_service
 
 LONG_RUNNING = ("api", "web", "scheduler", "ledger", "prober")
@@ -65,6 +67,8 @@ def secrets(stack: Stack, database_url: str, master_key: str, clean_state: None,
         "DATABASE_URL": database_url,
         "REDIS_URL": stack.redis_url,
         "POSTGRES_PASSWORD": "unused-here",
+        # NATS_URL is pointed at the test's server below, as the service's own user there.
+        **{nats_users.password_variable(user): "unused-here" for user in nats_users.USERS},
     }
 
 
@@ -101,7 +105,7 @@ def pod_environment(service: str, secrets: dict[str, str], nats_url: str) -> dic
             env[variable["name"]] = variable["value"]
         else:
             env[variable["name"]] = secrets[variable["valueFrom"]["secretKeyRef"]["key"]]
-    env["NATS_URL"] = nats_url
+    env["NATS_URL"] = as_user(nats_url, service)
     return env
 
 

@@ -3,6 +3,7 @@ schemas cannot say: hardened pods, probes, secrets only referenced, autoscaling,
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
+from cg_devstack import nats_users
 from tests.support.deployment import (
     K8S,
     OVERLAYS,
@@ -111,6 +113,31 @@ def test_secrets_are_referenced_never_committed(overlay: str) -> None:
         assert f"--from-literal={key}=" in guide, key
     for key in ("MASTER_KEY", "API_KEY", "DATABASE_URL", "REDIS_URL"):
         assert key not in settings_config_map(manifests)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_nats_runs_the_permission_file_and_each_service_connects_as_its_own_user(overlay: str) -> None:
+    """The same file as make up, the tests and compose; every user's password reaches the NATS pods from the Secret,
+    each service gets only its own, in its NATS_URL."""
+    manifests = rendered_overlay(overlay)
+    permissions = next(m for name, m in of_kind(manifests, "ConfigMap").items() if name.startswith("nats-permissions"))
+    assert permissions["data"]["permissions.conf"] == nats_users.PERMISSIONS_FILE.read_text()
+    nats = of_kind(manifests, "StatefulSet")["nats"]["spec"]["template"]["spec"]
+    passwords = {e["name"] for e in nats["containers"][0]["env"] if "secretKeyRef" in e.get("valueFrom", {})}
+    assert passwords == {nats_users.password_variable(user) for user in nats_users.USERS}
+    mounted = json.dumps(nats["volumes"])
+    assert permissions["metadata"]["name"] in mounted
+    for service in (*SERVICES, "migrate"):
+        container = pod_of(manifests, service)["spec"]["containers"][0]
+        env = {e["name"]: e for e in container["env"]}
+        assert env["NATS_URL"]["value"] == f"nats://{service}:$(NATS_PASSWORD)@nats:4222", service
+        key = env["NATS_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"]
+        assert key == nats_users.password_variable(service), service
+        nats_keys = {
+            e["valueFrom"]["secretKeyRef"]["key"] for e in env.values() if "secretKeyRef" in e.get("valueFrom", {})
+        }
+        assert {k for k in nats_keys if k.startswith("CG_NATS_")} == {key}, service
+        assert list(env).index("NATS_PASSWORD") < list(env).index("NATS_URL"), service  # $(…) needs it defined first
 
 
 def test_prod_runs_a_three_node_jetstream_cluster_with_three_replica_streams() -> None:

@@ -1,6 +1,7 @@
-"""NATS permissions, against a real nats-server started with the deployments' own file (deploy/nats/permissions.conf):
-other systems can publish usage (and get JetStream's ack) or follow costs, alerts and dead letters, and nothing else;
-no service can reach beyond its own subjects or touch the streams' configuration."""
+"""NATS permissions, against a real nats-server started with the deployments' own file
+(deploy/k8s/base/nats-permissions.conf): other systems can publish usage (and get JetStream's ack) or follow costs,
+alerts and dead letters, and nothing else; no service can reach beyond its own subjects or touch the streams'
+configuration."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The NATS users of deploy/nats/permissions.conf in tests: the test stack's NATS runs with that file, test code
-itself connects as `admin` (it injects and inspects raw traffic), and every service a test starts connects as its
+"""The NATS users of deploy/k8s/base/nats-permissions.conf in tests: the test stack's NATS runs with that file, test
+code itself connects as `admin` (it injects and inspects raw traffic), and every service a test starts connects as its
 own user, as in the deployments. Where NATS came from outside (NATS_URL set), there are no users to switch to."""
 
 from __future__ import annotations

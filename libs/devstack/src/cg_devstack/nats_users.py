@@ -1,4 +1,4 @@
-"""The NATS users of deploy/nats/permissions.conf, for the embedded server: their passwords (made once per data
+"""The NATS users of deploy/k8s/base/nats-permissions.conf, for the embedded server: their passwords (made once per data
 directory and kept there, owner-only) and the URL each connects with. The deployments set the same variables from
 their secrets."""
 
@@ -11,7 +11,7 @@ import secrets
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
-PERMISSIONS_FILE = Path(__file__).resolve().parents[4] / "deploy" / "nats" / "permissions.conf"
+PERMISSIONS_FILE = Path(__file__).resolve().parents[4] / "deploy" / "k8s" / "base" / "nats-permissions.conf"
 SERVICES = ("migrate", "api", "web", "scheduler", "prober", "ledger")
 USERS = ("admin", *SERVICES, "usage-publisher", "subscriber")
 PASSWORDS_FILE = "nats-users.json"

@@ -37,8 +37,8 @@ class Stack:
         return {"NATS_URL": self.nats_url, "DATABASE_URL": self.database_url, "REDIS_URL": self.redis_url}
 
     def nats_url_for(self, user: str) -> str:
-        """The NATS URL of one user of deploy/nats/permissions.conf on the embedded server; a NATS_URL given from
-        outside is everyone's (its permissions are its operator's business)."""
+        """The NATS URL of one user of deploy/k8s/base/nats-permissions.conf on the embedded server; a NATS_URL
+        given from outside is everyone's (its permissions are its operator's business)."""
         nats = self.servers.get("nats")
         return nats.user_urls[user] if nats is not None and nats.user_urls else self.nats_url
 
