@@ -90,12 +90,16 @@ def test_services_start_in_order_once_their_dependencies_are_healthy() -> None:
 
 
 SECRETS_BY_SERVICE = {
-    "migrate": {"POSTGRES_PASSWORD", "CG_NATS_MIGRATE_PASSWORD"},
-    "api": {"POSTGRES_PASSWORD", "CG_NATS_API_PASSWORD", "MASTER_KEY", "API_KEY", "DASHBOARD_API_KEY"},
+    "migrate": {
+        "POSTGRES_PASSWORD",
+        "CG_NATS_MIGRATE_PASSWORD",
+        *(f"PG_{s}_PASSWORD" for s in ("API", "LEDGER", "PROBER", "SCHEDULER")),
+    },
+    "api": {"PG_API_PASSWORD", "CG_NATS_API_PASSWORD", "MASTER_KEY", "API_KEY", "DASHBOARD_API_KEY"},
     "web": {"CG_NATS_WEB_PASSWORD", "DASHBOARD_API_KEY"},
-    "scheduler": {"POSTGRES_PASSWORD", "CG_NATS_SCHEDULER_PASSWORD"},
-    "ledger": {"POSTGRES_PASSWORD", "CG_NATS_LEDGER_PASSWORD"},
-    "prober": {"POSTGRES_PASSWORD", "CG_NATS_PROBER_PASSWORD", "MASTER_KEY"},
+    "scheduler": {"PG_SCHEDULER_PASSWORD", "CG_NATS_SCHEDULER_PASSWORD"},
+    "ledger": {"PG_LEDGER_PASSWORD", "CG_NATS_LEDGER_PASSWORD"},
+    "prober": {"PG_PROBER_PASSWORD", "CG_NATS_PROBER_PASSWORD", "MASTER_KEY"},
     "postgres": {"POSTGRES_PASSWORD"},
     "nats": {f"CG_NATS_{user.upper().replace('-', '_')}_PASSWORD" for user in nats_users.USERS},
 }
@@ -179,4 +183,6 @@ def test_the_env_example_filled_in_gives_valid_production_settings(
         env[key] = INTERPOLATED.sub(lambda match: filled[match.group(1)], value)
     settings = settings_class.model_validate({k.lower(): v for k, v in env.items()})
     assert settings.is_production
-    assert settings.database_url == "postgresql://costguardian:s3cret@postgres:5432/costguardian"
+    role = "costguardian" if service == "migrate" else f"cg_{service}"
+    password = "s3cret" if service == "migrate" else filled[f"PG_{service.upper()}_PASSWORD"]
+    assert settings.database_url == f"postgresql://{role}:{password}@postgres:5432/costguardian"

@@ -65,6 +65,8 @@ def secrets(stack: Stack, database_url: str, master_key: str, clean_state: None,
         "API_KEY": ADMIN_KEY,
         "DASHBOARD_API_KEY": DASHBOARD_KEY,
         "DATABASE_URL": database_url,
+        **{f"DATABASE_URL_{service.upper()}": database_url for service in ("api", "ledger", "prober", "scheduler")},
+        **{f"PG_{service.upper()}_PASSWORD": "unused-here" for service in ("api", "ledger", "prober", "scheduler")},
         "REDIS_URL": stack.redis_url,
         "POSTGRES_PASSWORD": "unused-here",
         # NATS_URL is pointed at the test's server below, as the service's own user there.

@@ -140,6 +140,30 @@ def test_nats_runs_the_permission_file_and_each_service_connects_as_its_own_user
         assert list(env).index("NATS_PASSWORD") < list(env).index("NATS_URL"), service  # $(…) needs it defined first
 
 
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_each_service_gets_only_its_own_secrets(overlay: str) -> None:
+    """MASTER_KEY only where keys are encrypted (api) or decrypted (prober); each service's own PostgreSQL role."""
+    manifests = rendered_overlay(overlay)
+    expected = {
+        "api": {"MASTER_KEY", "API_KEY", "DASHBOARD_API_KEY", "DATABASE_URL_API", "REDIS_URL", "CG_NATS_API_PASSWORD"},
+        "web": {"DASHBOARD_API_KEY", "REDIS_URL", "CG_NATS_WEB_PASSWORD"},
+        "scheduler": {"DATABASE_URL_SCHEDULER", "REDIS_URL", "CG_NATS_SCHEDULER_PASSWORD"},
+        "ledger": {"DATABASE_URL_LEDGER", "REDIS_URL", "CG_NATS_LEDGER_PASSWORD"},
+        "prober": {"MASTER_KEY", "DATABASE_URL_PROBER", "REDIS_URL", "CG_NATS_PROBER_PASSWORD"},
+        "migrate": {
+            "DATABASE_URL",
+            "CG_NATS_MIGRATE_PASSWORD",
+            *(f"PG_{s}_PASSWORD" for s in ("API", "LEDGER", "PROBER", "SCHEDULER")),
+        },
+    }
+    for service, keys in expected.items():
+        container = pod_of(manifests, service)["spec"]["containers"][0]
+        given = {
+            e["valueFrom"]["secretKeyRef"]["key"] for e in container["env"] if "secretKeyRef" in e.get("valueFrom", {})
+        }
+        assert given == keys, service
+
+
 def test_prod_runs_a_three_node_jetstream_cluster_with_three_replica_streams() -> None:
     manifests = rendered_overlay("prod")
     nats = of_kind(manifests, "StatefulSet")["nats"]

@@ -21,6 +21,7 @@ import pytest
 from cg_common.subjects import PROBE_RESULT, PROBE_RESULT_STREAM
 from tests.fake_openai import FakeServer, fake_key, running_fake_openai
 from tests.support.processes import running_api, running_ledger, running_prober, running_scheduler
+from tests.support.roles import migration_step_roles
 from tests.support.usage import wait_until
 
 OUTCOMES = {
@@ -77,6 +78,14 @@ def test_scheduled_probes_end_in_key_health_and_priced_usage(
         "PROBER_ACK_WAIT_SECS": "5",
     }
     keys = {behaviour: fake_key(behaviour) for behaviour in OUTCOMES}
+    # Every service as its own PostgreSQL role, made by the migration step with the grants docs/architecture.md
+    # lists (and, through the test stack, as its own NATS user): each can do its whole job with them.
+    role_urls = migration_step_roles(api_env["DATABASE_URL"])
+    api_env = {**api_env, "DATABASE_URL": role_urls["api"]}
+
+    def as_service(service: str) -> dict[str, str]:
+        return {**pipeline_env, "DATABASE_URL": role_urls[service]}
+
     with ExitStack() as stack:
         api = stack.enter_context(running_api(api_env, tmp_path / "api.log"))
         client = stack.enter_context(httpx.Client(base_url=api.url, headers={"X-API-Key": api_env["API_KEY"]}))
@@ -88,10 +97,11 @@ def test_scheduled_probes_end_in_key_health_and_priced_usage(
         # Two schedulers and three probers, as a scaled-out deployment runs them.
         names = ("ledger", "scheduler-1", "scheduler-2", "prober-1", "prober-2", "prober-3")
         logs = [tmp_path / f"{name}.log" for name in names]
-        stack.enter_context(running_ledger(pipeline_env, logs[0]))
+        stack.enter_context(running_ledger(as_service("ledger"), logs[0]))
         for log in logs[1:]:
-            runner = running_scheduler if log.name.startswith("scheduler") else running_prober
-            stack.enter_context(runner(pipeline_env, log))
+            service = "scheduler" if log.name.startswith("scheduler") else "prober"
+            runner = running_scheduler if service == "scheduler" else running_prober
+            stack.enter_context(runner(as_service(service), log))
 
         def health() -> dict[int, dict[str, Any]]:
             return {k["id"]: k for k in client.get("/keys").json()}

@@ -11,7 +11,8 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
-from cg_common.ownership import grants
+from cg_common.ownership import SERVICES, grants
+from cg_common.service_roles import ensure_service_roles, role_name
 
 
 @contextmanager
@@ -31,3 +32,16 @@ def service_role(database_url: str, service: str) -> Iterator[str]:
         with psycopg.connect(database_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def migration_step_roles(database_url: str) -> dict[str, str]:
+    """The roles the migration step makes (cg_api, cg_ledger, cg_prober, cg_scheduler) with fresh passwords; returns
+    each service's DATABASE_URL through its role."""
+    passwords = {service: secrets.token_hex(16) for service in SERVICES}
+    ensure_service_roles(database_url, passwords)
+    parts = urlsplit(database_url)
+    host = parts.netloc.rpartition("@")[2]
+    return {
+        service: urlunsplit(parts._replace(netloc=f"{role_name(service)}:{password}@{host}"))
+        for service, password in passwords.items()
+    }

@@ -1,16 +1,20 @@
 """`cg-migrate`: the migration step of a release, run before its services start (the Kubernetes migrate Job, the
 compose `migrate` service, `make migrate`, `make up`). It applies the missing SQL migrations, then provisions the
-JetStream topology (streams, durable consumers, key-value buckets) from the deployment's settings. Any number may
+JetStream topology (streams, durable consumers, key-value buckets) from the deployment's settings. Where the
+environment gives PG_<SERVICE>_PASSWORD, it also makes or updates that service's own PostgreSQL role with exactly the
+grants docs/architecture.md lists (cg_common.service_roles). Any number may
 run at once; running it again changes nothing."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 
 from cg_common.logging import configure_logging, get_logger
 from cg_common.messaging import close_nats, connect_nats
 from cg_common.migrate import apply_migrations
+from cg_common.service_roles import ensure_service_roles, passwords_from
 from cg_common.settings import DatabaseSettings, NatsSettings, TopologySettings, load_settings
 from cg_common.topology import Topology, provision
 
@@ -41,6 +45,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.only != "nats":
         applied = apply_migrations(settings.database_url)
         log.info("migrations applied", applied=[f"{m.version}_{m.name}" for m in applied])
+        roles = ensure_service_roles(settings.database_url, passwords_from(os.environ))
+        log.info("service roles brought up to date", roles=roles)
     if args.only != "sql":
         changes = asyncio.run(provision_jetstream(settings.nats_url, Topology.from_settings(settings)))
         log.info("jetstream provisioned", changes=changes)
