@@ -198,7 +198,9 @@ def test_make_up_runs_the_api_on_embedded_servers_and_keeps_data(tmp_path: Path)
         assert [key["label"] for key in listed.json() if key["fingerprint"] == fingerprint(openai_key)] == ["ci"]
         assert openai_key not in listed.text
         recorded = httpx.get(f"{again.announced['API_URL']}/data", headers=headers).json()["items"]
-        assert [(r["event_id"], r["key_id"]) for r in recorded] == [("first", created.json()["id"])]
+        ours = [(r["event_id"], r["key_id"]) for r in recorded if r["source"] == "//make-up"]
+        assert ours == [("first", created.json()["id"])]
+        assert [r["source"] for r in recorded].count("//o") == 1  # the other system's usage, over NATS
         ctrl_c_stops_everything(again, tmp_path / "data")
 
 
