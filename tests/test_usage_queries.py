@@ -399,6 +399,39 @@ async def test_summary_is_exact_for_ranges_through_hours_and_days(
         }, (since, until)
 
 
+FILTERS = [
+    {"source": "//checkout/prod"},
+    {"model": "gpt-4o"},
+    {"provider": "azure"},
+    {"key_id": "key 0"},
+    {"source": "//search/prod", "model": "o3-mini"},
+    {"source": "//batch", "provider": "openai", "key_id": "key 1"},
+    {"source": "//nobody"},
+]
+
+
+@pytest.mark.parametrize("filters", FILTERS, ids=lambda f: ",".join(f))
+async def test_a_filtered_summary_is_exact_for_ranges_through_hours_and_days(
+    api: httpx.AsyncClient, db: psycopg.Connection[Any], filters: dict[str, str]
+) -> None:
+    """`?source=` and the other filters narrow the totals to exactly the usage they name (they were once ignored)."""
+    key_ids: list[int | None] = [(await create_key(api, f"key {n}"))["id"] for n in range(2)] + [None]
+    wanted = {**filters, **({"key_id": key_ids[int(filters["key_id"][-1])]} if "key_id" in filters else {})}
+    rows = random_rows(random.Random(str(filters)), key_ids)
+    insert_usage(db, rows[::2])
+    assert fold(db) > 0
+    insert_usage(db, rows[1::2])
+    chosen = [row for row in rows if all(getattr(row, name) == value for name, value in wanted.items())]
+    for group_by in ("model", "day"):
+        for since, until in RANGES:
+            params = {"group_by": group_by, "since": iso(since), "until": iso(until), **wanted}
+            response = await api.get("/usage/summary", params=params)
+            assert response.status_code == 200, response.text
+            body = response.json()
+            expected = expected_summary(chosen, since, until, group_by)
+            assert {g["group"]: figures_of(g) for g in body["groups"]} == expected, (since, until)
+
+
 async def test_summary_by_key_names_the_key_and_keeps_unattributed_usage(
     api: httpx.AsyncClient, db: psycopg.Connection[Any]
 ) -> None:

@@ -37,6 +37,21 @@ _RECORD_FIGURES = sql.SQL(
 
 
 @dataclass(frozen=True)
+class Filters:
+    """Narrow the summary to usage of one key, model, source or provider (any combination): columns every roll-up
+    keeps, so a filtered summary is as exact, and as cheap, as an unfiltered one."""
+
+    key_id: int | None = None
+    model: str | None = None
+    source: str | None = None
+    provider: str | None = None
+
+    def conditions(self) -> tuple[list[sql.Composable], list[Any]]:
+        given = [(column, value) for column, value in vars(self).items() if value is not None]
+        return [sql.SQL(" AND {} = %s").format(sql.Identifier(column)) for column, _ in given], [v for _, v in given]
+
+
+@dataclass(frozen=True)
 class Spans:
     """Where each part of [since, until) is read from; every range is half-open and they do not overlap."""
 
@@ -64,10 +79,13 @@ def split_range(since: datetime, until: datetime) -> Spans:
     return Spans(days=(first_day.date(), end_day.date()), hours=hours, raw=raw, whole_hours=whole_hours)
 
 
-async def summarize(conn: Connection, *, since: datetime, until: datetime, group_by: str) -> list[dict[str, Any]]:
-    """One row per group with the figures summed over [since, until); for group_by=key, with the key's label,
-    prefix and last4 when the key is stored (still there after DELETE /keys, which keeps the row)."""
-    arms, params = _arms(split_range(since, until), group_by)
+async def summarize(
+    conn: Connection, *, since: datetime, until: datetime, group_by: str, filters: Filters = Filters()
+) -> list[dict[str, Any]]:
+    """One row per group with the figures summed over [since, until) of the usage `filters` selects; for
+    group_by=key, with the key's label, prefix and last4 when the key is stored (still there after DELETE /keys,
+    which keeps the row)."""
+    arms, params = _arms(split_range(since, until), group_by, filters)
     if not arms:
         return []
     sums = sql.SQL(", ").join(sql.SQL("sum({0}) AS {0}").format(sql.Identifier(f)) for f in FIGURES)
@@ -85,19 +103,24 @@ async def summarize(conn: Connection, *, since: datetime, until: datetime, group
     return await cursor.fetchall()
 
 
-def _arms(spans: Spans, group_by: str) -> tuple[list[sql.Composable], list[Any]]:
+def _arms(spans: Spans, group_by: str, filters: Filters) -> tuple[list[sql.Composable], list[Any]]:
     """One SELECT per range, each a plain range scan on its table's leading (bucket or occurred_at) column."""
     arms: list[sql.Composable] = []
     params: list[Any] = []
+    conditions, values = filters.conditions()
 
     def arm(table: str, column: str, figures: sql.Composable, start: object, end: object) -> None:
         group = _DAY_OF[table] if group_by == "day" else sql.Identifier(_GROUP_COLUMN[group_by])
         arms.append(
-            sql.SQL("SELECT {} AS grp, {} FROM {} WHERE {col} >= %s AND {col} < %s").format(
-                group, figures, sql.Identifier(table), col=sql.Identifier(column)
+            sql.SQL("SELECT {} AS grp, {} FROM {} WHERE {col} >= %s AND {col} < %s{conditions}").format(
+                group,
+                figures,
+                sql.Identifier(table),
+                col=sql.Identifier(column),
+                conditions=sql.SQL("").join(conditions),
             )
         )
-        params.extend((start, end))
+        params.extend((start, end, *values))
 
     if spans.days is not None:
         arm("usage_rollup_daily", "bucket", _ROLLUP_FIGURES, *spans.days)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+from fastapi import Query
 from pydantic import AfterValidator, AwareDatetime, BaseModel
 
 from cg_common.money import Money
@@ -23,6 +24,9 @@ def as_utc(value: datetime) -> datetime:
 
 # Query timestamps must carry a zone (a naive one is ambiguous and refused with 422); kept in UTC from then on.
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(as_utc)]
+# A filter's text: printable, without NUL, which PostgreSQL text cannot hold (it would be a 500, not a "no match").
+TEXT_FILTER = r"^[^\x00]+$"
+TextFilter = Annotated[str | None, Query(max_length=512, pattern=TEXT_FILTER)]
 GroupBy = Literal["key", "model", "source", "provider", "day"]
 
 

@@ -12,13 +12,10 @@ from cg_api.auth import Authenticated
 from cg_api.cursor import MAX_CURSOR_CHARS, BadCursorError, decode_cursor, encode_cursor
 from cg_api.deps import DbDep
 from cg_api.schemas import ErrorOut
-from cg_api.usage_schemas import UsagePage, UsageRecordOut, UtcDatetime
+from cg_api.usage_schemas import TextFilter, UsagePage, UsageRecordOut, UtcDatetime
 
 router = APIRouter(tags=["usage"], dependencies=[Authenticated])
 
-# Printable text without NUL, which PostgreSQL text cannot hold (it would be a 500, not a "no match").
-TEXT_FILTER = r"^[^\x00]+$"
-TextFilter = Annotated[str | None, Query(max_length=512, pattern=TEXT_FILTER)]
 Cursor = Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS, description="next_cursor of the page before.")]
 
 

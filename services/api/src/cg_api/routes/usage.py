@@ -13,7 +13,15 @@ from cg_api.auth import Authenticated, PrincipalDep
 from cg_api.deps import DbDep, ResourcesDep
 from cg_api.schemas import ErrorOut
 from cg_api.unavailable import DependencyUnavailableError, UnavailableOut
-from cg_api.usage_schemas import GroupBy, IngestAccepted, UsageFigures, UsageGroup, UsageSummary, UtcDatetime
+from cg_api.usage_schemas import (
+    GroupBy,
+    IngestAccepted,
+    TextFilter,
+    UsageFigures,
+    UsageGroup,
+    UsageSummary,
+    UtcDatetime,
+)
 from cg_common.crypto import mask_parts
 from cg_common.usage_event import UsageData
 
@@ -97,8 +105,13 @@ async def summary(
         UtcDatetime | None, Query(description="Inclusive start, with a time zone; default until − 30 days.")
     ] = None,
     until: Annotated[UtcDatetime | None, Query(description="Exclusive end, with a time zone; default now.")] = None,
+    key_id: Annotated[int | None, Query(ge=1, le=2**63 - 1, description="Only usage of this stored key.")] = None,
+    model: TextFilter = None,
+    source: TextFilter = None,
+    provider: TextFilter = None,
 ) -> UsageSummary:
-    """Events, requests, tokens and cost per group over [since, until), with totals; exact for any range."""
+    """Events, requests, tokens and cost per group over [since, until), with totals; exact for any range. `key_id`,
+    `model`, `source` and `provider` narrow it to the usage they name (combined, all must match)."""
     until = until or datetime.now(UTC)
     since = since or _days_before(until, DEFAULT_SUMMARY_DAYS)
     if since > until:
@@ -106,7 +119,8 @@ async def summary(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             detail=[{"loc": ["query", "since"], "msg": "since must not be after until", "type": "value_error"}],
         )
-    rows = await summary_repo.summarize(db, since=since, until=until, group_by=group_by)
+    filters = summary_repo.Filters(key_id=key_id, model=model, source=source, provider=provider)
+    rows = await summary_repo.summarize(db, since=since, until=until, group_by=group_by, filters=filters)
     groups = [_group(row, group_by) for row in rows]
     return UsageSummary(since=since, until=until, group_by=group_by, groups=groups, totals=_totals(groups))
 
