@@ -44,7 +44,7 @@ def require_strong_api_key(api_key: str, *, name: str = "API_KEY") -> None:
     ):
         raise ValueError(
             f"{name} is too weak for ENV=production (use {MIN_PRODUCTION_API_KEY_LENGTH}+ random characters, "
-            f"{MIN_PRODUCTION_DISTINCT_CHARACTERS}+ of them distinct, e.g. `openssl rand -hex 32`)"
+            f"{MIN_PRODUCTION_DISTINCT_CHARACTERS}+ of them distinct, e.g. `openssl rand -base64 32`)"
         )
 
 
