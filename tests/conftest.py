@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import shutil
 import signal
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit, urlunsplit
@@ -159,6 +161,15 @@ def ledger_env(api_env: dict[str, str], clean_streams: None) -> dict[str, str]:
         "LEDGER_ACK_WAIT_SECS": "3",
         "LOG_LEVEL": "info",
     }
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A temporary directory of this session's own, unless one is given: pytest's shared `pytest-of-<user>` keeps
+    only its three newest sessions' directories, so a second session on the machine (another checkout's tests)
+    could delete this one's embedded servers' data under them."""
+    if config.option.basetemp is None:
+        config.option.basetemp = tempfile.mkdtemp(prefix="cg-tests-")
+        config.add_cleanup(lambda: shutil.rmtree(config.option.basetemp, ignore_errors=True))
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
