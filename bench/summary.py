@@ -299,7 +299,7 @@ async def _time_sql(database_url: str, group_by: str, until: datetime) -> float:
         for n in range(-WARMUP, SQL_REQUESTS):
             end = until - timedelta(seconds=max(n, 0))
             started = time.perf_counter()
-            await summarize(conn, since=end - timedelta(days=SUMMARY_DAYS), until=end, group_by=group_by)
+            await summarize(conn, since=end - timedelta(days=SUMMARY_DAYS), until=end, group_by=(group_by,))
             if n >= 0:
                 samples.append((time.perf_counter() - started) * 1000)
     return statistics.median(samples)

@@ -432,6 +432,49 @@ async def test_a_filtered_summary_is_exact_for_ranges_through_hours_and_days(
             assert {g["group"]: figures_of(g) for g in body["groups"]} == expected, (since, until)
 
 
+def sum_of(groups: dict[Any, dict[str, Any]]) -> dict[str, Any]:
+    return {name: sum(g[name] for g in groups.values()) for name in (*FIGURES, "cost")}
+
+
+@pytest.mark.parametrize("pair", [("day", "model"), ("model", "day"), ("key", "source"), ("provider", "key")])
+async def test_two_groupings_split_the_totals_by_both(
+    api: httpx.AsyncClient, db: psycopg.Connection[Any], pair: tuple[str, str]
+) -> None:
+    key_ids: list[int | None] = [(await create_key(api, f"key {n}"))["id"] for n in range(2)] + [None]
+    rows = random_rows(random.Random(str(pair)), key_ids)
+    insert_usage(db, rows[::2])
+    assert fold(db) > 0
+    insert_usage(db, rows[1::2])
+    for since, until in RANGES:
+        params = {"group_by": ",".join(pair), "since": iso(since), "until": iso(until), "source": "//checkout/prod"}
+        body = (await api.get("/usage/summary", params=params)).json()
+        assert body["group_by"] == ",".join(pair)
+        by_pair: dict[tuple[Any, Any], list[UsageRow]] = defaultdict(list)
+        for row in rows:
+            if row.source == "//checkout/prod":
+                by_pair[(group_of(row, pair[0]), group_of(row, pair[1]))].append(row)
+        # Each pair's figures, as one group of the pair's rows (all of one provider value or not, summed alike).
+        want = {
+            key: sum_of(sums)
+            for key, group in by_pair.items()
+            if (sums := expected_summary(group, since, until, "provider"))
+        }
+        assert {tuple(g["group"]): figures_of(g) for g in body["groups"]} == want, (since, until)
+        if "key" in pair:
+            named = [g for g in body["groups"] if g["group"][pair.index("key")] is not None]
+            assert all(g["label"].startswith("key ") for g in named)
+        if pair[0] == "day":
+            days = [g["group"][0] for g in body["groups"]]
+            assert days == sorted(days)
+
+
+@pytest.mark.parametrize("group_by", ["day,day", "day,model,key", "model,team", ",", "day,"])
+async def test_a_bad_grouping_is_a_clear_422(api: httpx.AsyncClient, group_by: str) -> None:
+    response = await api.get("/usage/summary", params={"group_by": group_by})
+    assert response.status_code == 422, response.text
+    assert "group_by" in response.text
+
+
 async def test_summary_by_key_names_the_key_and_keeps_unattributed_usage(
     api: httpx.AsyncClient, db: psycopg.Connection[Any]
 ) -> None:

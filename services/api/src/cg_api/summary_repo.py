@@ -80,40 +80,53 @@ def split_range(since: datetime, until: datetime) -> Spans:
 
 
 async def summarize(
-    conn: Connection, *, since: datetime, until: datetime, group_by: str, filters: Filters = Filters()
+    conn: Connection, *, since: datetime, until: datetime, group_by: tuple[str, ...], filters: Filters = Filters()
 ) -> list[dict[str, Any]]:
-    """One row per group with the figures summed over [since, until) of the usage `filters` selects; for
-    group_by=key, with the key's label, prefix and last4 when the key is stored (still there after DELETE /keys,
-    which keeps the row)."""
+    """One row per group (`grp0`, and `grp1` for a second grouping) with the figures summed over [since, until) of
+    the usage `filters` selects; where a grouping is `key`, with the key's label, prefix and last4 when the key is
+    stored (still there after DELETE /keys, which keeps the row)."""
     arms, params = _arms(split_range(since, until), group_by, filters)
     if not arms:
         return []
+    groups = sql.SQL(", ").join(sql.Identifier(f"grp{n}") for n in range(len(group_by)))
     sums = sql.SQL(", ").join(sql.SQL("sum({0}) AS {0}").format(sql.Identifier(f)) for f in FIGURES)
-    grouped = sql.SQL("SELECT grp, {} FROM ({}) AS parts GROUP BY grp").format(sums, sql.SQL(" UNION ALL ").join(arms))
-    if group_by == "key":
+    grouped = sql.SQL("SELECT {}, {} FROM ({}) AS parts GROUP BY {}").format(
+        groups, sums, sql.SQL(" UNION ALL ").join(arms), groups
+    )
+    # Days in order first (a time series per value), else the biggest spend first.
+    order: list[sql.Composable] = [
+        sql.SQL("g.{} NULLS LAST").format(sql.Identifier(f"grp{n}")) for n, g in enumerate(group_by) if g == "day"
+    ]
+    order.append(sql.SQL("g.cost DESC, g.events DESC"))
+    order += [sql.SQL("g.{} NULLS LAST").format(sql.Identifier(f"grp{n}")) for n in range(len(group_by))]
+    if "key" in group_by:
+        key_column = sql.Identifier(f"grp{group_by.index('key')}")
         query = sql.SQL(
-            """SELECT g.*, k.label, k.prefix, k.last4 FROM ({}) AS g LEFT JOIN api_keys AS k ON k.id = g.grp
-               ORDER BY g.cost DESC, g.events DESC, g.grp NULLS LAST"""
-        ).format(grouped)
-    elif group_by == "day":
-        query = sql.SQL("{} ORDER BY grp").format(grouped)
+            "SELECT g.*, k.label, k.prefix, k.last4 FROM ({}) AS g LEFT JOIN api_keys AS k ON k.id = g.{} ORDER BY {}"
+        ).format(grouped, key_column, sql.SQL(", ").join(order))
     else:
-        query = sql.SQL("{} ORDER BY cost DESC, events DESC, grp").format(grouped)
+        query = sql.SQL("SELECT g.* FROM ({}) AS g ORDER BY {}").format(grouped, sql.SQL(", ").join(order))
     cursor = await conn.execute(query, params)
     return await cursor.fetchall()
 
 
-def _arms(spans: Spans, group_by: str, filters: Filters) -> tuple[list[sql.Composable], list[Any]]:
+def _arms(spans: Spans, group_by: tuple[str, ...], filters: Filters) -> tuple[list[sql.Composable], list[Any]]:
     """One SELECT per range, each a plain range scan on its table's leading (bucket or occurred_at) column."""
     arms: list[sql.Composable] = []
     params: list[Any] = []
     conditions, values = filters.conditions()
 
     def arm(table: str, column: str, figures: sql.Composable, start: object, end: object) -> None:
-        group = _DAY_OF[table] if group_by == "day" else sql.Identifier(_GROUP_COLUMN[group_by])
+        groups = sql.SQL(", ").join(
+            sql.SQL("{} AS {}").format(
+                _DAY_OF[table] if grouping == "day" else sql.Identifier(_GROUP_COLUMN[grouping]),
+                sql.Identifier(f"grp{n}"),
+            )
+            for n, grouping in enumerate(group_by)
+        )
         arms.append(
-            sql.SQL("SELECT {} AS grp, {} FROM {} WHERE {col} >= %s AND {col} < %s{conditions}").format(
-                group,
+            sql.SQL("SELECT {}, {} FROM {} WHERE {col} >= %s AND {col} < %s{conditions}").format(
+                groups,
                 figures,
                 sql.Identifier(table),
                 col=sql.Identifier(column),

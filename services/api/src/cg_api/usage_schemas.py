@@ -27,7 +27,24 @@ UtcDatetime = Annotated[AwareDatetime, AfterValidator(as_utc)]
 # A filter's text: printable, without NUL, which PostgreSQL text cannot hold (it would be a 500, not a "no match").
 TEXT_FILTER = r"^[^\x00]+$"
 TextFilter = Annotated[str | None, Query(max_length=512, pattern=TEXT_FILTER)]
-GroupBy = Literal["key", "model", "source", "provider", "day"]
+Grouping = Literal["key", "model", "source", "provider", "day"]
+GROUPINGS: tuple[str, ...] = ("key", "model", "source", "provider", "day")
+MAX_GROUPINGS = 2
+
+
+def parse_group_by(text: str) -> tuple[str, ...]:
+    """`model` or `day,model`: one or two distinct groupings, in the order given."""
+    names = tuple(part.strip() for part in text.split(","))
+    unknown = [name for name in names if name not in GROUPINGS]
+    if unknown:
+        raise ValueError(f"unknown grouping {unknown[0]!r}: use {', '.join(GROUPINGS)}")
+    if len(names) > MAX_GROUPINGS or len(set(names)) != len(names):
+        raise ValueError(f"one or {MAX_GROUPINGS} distinct groupings, comma-separated")
+    return names
+
+
+# What the summary groups by: one grouping, or two comma-separated (`day,model`); kept as the caller wrote it.
+GroupBy = Annotated[str, AfterValidator(lambda text: ",".join(parse_group_by(text)))]
 
 
 class IngestAccepted(BaseModel):
@@ -78,10 +95,11 @@ class UsageFigures(BaseModel):
 
 
 class UsageGroup(UsageFigures):
-    """`group` is the key id (null: not attributed to a stored key), model, source, provider or UTC day (YYYY-MM-DD).
-    `label` and `masked_key` are the stored key's, for group_by=key; null otherwise."""
+    """`group` is the key id (null: not attributed to a stored key), model, source, provider or UTC day (YYYY-MM-DD);
+    with two groupings, a two-element array in group_by's order. `label` and `masked_key` are the stored key's when
+    one of the groupings is `key`; null otherwise."""
 
-    group: int | str | None
+    group: int | str | list[int | str | None] | None
     label: str | None = None
     masked_key: str | None = None
 

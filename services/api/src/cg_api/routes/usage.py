@@ -21,6 +21,7 @@ from cg_api.usage_schemas import (
     UsageGroup,
     UsageSummary,
     UtcDatetime,
+    parse_group_by,
 )
 from cg_common.crypto import mask_parts
 from cg_common.usage_event import UsageData
@@ -100,7 +101,13 @@ async def ingest_events(request: Request, resources: ResourcesDep, principal: Pr
 @router.get("/summary", response_model=UsageSummary)
 async def summary(
     db: DbDep,
-    group_by: Annotated[GroupBy, Query(description="What to group by; `day` is the UTC day.")] = "model",
+    group_by: Annotated[
+        GroupBy,
+        Query(
+            description="What to group by: key, model, source, provider or day (the UTC day), or two of them "
+            "comma-separated (`day,model`)."
+        ),
+    ] = "model",
     since: Annotated[
         UtcDatetime | None, Query(description="Inclusive start, with a time zone; default until − 30 days.")
     ] = None,
@@ -120,22 +127,30 @@ async def summary(
             detail=[{"loc": ["query", "since"], "msg": "since must not be after until", "type": "value_error"}],
         )
     filters = summary_repo.Filters(key_id=key_id, model=model, source=source, provider=provider)
-    rows = await summary_repo.summarize(db, since=since, until=until, group_by=group_by, filters=filters)
-    groups = [_group(row, group_by) for row in rows]
+    groupings = parse_group_by(group_by)
+    rows = await summary_repo.summarize(db, since=since, until=until, group_by=groupings, filters=filters)
+    groups = [_group(row, groupings) for row in rows]
     return UsageSummary(since=since, until=until, group_by=group_by, groups=groups, totals=_totals(groups))
 
 
-def _group(row: dict[str, Any], group_by: str) -> UsageGroup:
-    value = row["grp"]
+def _group(row: dict[str, Any], groupings: tuple[str, ...]) -> UsageGroup:
+    values = [_json_value(row[f"grp{n}"]) for n in range(len(groupings))]
     key = {}
-    if group_by == "key" and row.get("label") is not None:
+    if "key" in groupings and row.get("label") is not None:
         key = {"label": row["label"], "masked_key": mask_parts(row["prefix"], row["last4"])}
     return UsageGroup(
-        group=value.isoformat() if isinstance(value, date) else value,
+        group=values[0] if len(values) == 1 else values,
         **{name: int(row[name]) for name in summary_repo.FIGURES if name != "cost"},
         cost=row["cost"],
         **key,
     )
+
+
+def _json_value(value: object) -> int | str | None:
+    if isinstance(value, date):
+        return value.isoformat()
+    assert value is None or isinstance(value, int | str)  # noqa: S101 - the groupings are ids, text and days
+    return value
 
 
 def _totals(groups: list[UsageGroup]) -> UsageFigures:
