@@ -69,8 +69,10 @@ class Api:
         result: dict[str, Any] = await self._json("POST", f"/keys/{key_id}/probe", timeout=wait_secs + 5)
         return result
 
-    async def summary(self, group_by: str, *, since: str, until: str) -> dict[str, Any]:
-        params = {"group_by": group_by, "since": since, "until": until}
+    async def summary(
+        self, group_by: str, *, since: str, until: str, filters: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        params = {**(filters or {}), "group_by": group_by, "since": since, "until": until}
         result: dict[str, Any] = await self._json("GET", "/usage/summary", params=params)
         return result
 

@@ -20,6 +20,9 @@ from cg_web.resources import ResourcesDep
 router = APIRouter(prefix="/dashboard/usage")
 
 PAGE_SIZE = "50"
+# The totals' range when the filters name no bound: every record the log lists, whenever it happened.
+ALL_SINCE = "1970-01-01T00:00:00+00:00"
+ALL_UNTIL = "9999-01-01T00:00:00+00:00"
 EXPORT_PAGE_SIZE = "1000"
 FILTERS = ("key_id", "model", "source", "since", "until")
 COLUMNS = (
@@ -86,12 +89,26 @@ async def usage_page(request: Request, resources: ResourcesDep) -> Response:
         context["error"] = str(error)
         return render(request, "usage.html", context, status_code=422 if isinstance(error, FilterError) else 200)
     context["items"] = page["items"]
+    context["totals"], context["totals_error"] = await _totals(resources.api_for(request), params)
     if page.get("next_cursor"):
         context["next_url"] = "?" + urlencode({**filters, "cursor": page["next_cursor"]})
     if cursor:
         context["first_url"] = "?" + urlencode(filters)
     context["export_query"] = urlencode(filters)
     return render(request, "usage.html", context)
+
+
+async def _totals(api: Api, params: dict[str, str]) -> tuple[dict[str, Any] | None, str | None]:
+    """The whole selection's figures (not just this page's), from the summary the api keeps exact for any range."""
+    filters = {name: value for name, value in params.items() if name not in ("since", "until")}
+    try:
+        summary = await api.summary(
+            "provider", since=params.get("since", ALL_SINCE), until=params.get("until", ALL_UNTIL), filters=filters
+        )
+    except ApiError as error:
+        return None, error.message
+    totals: dict[str, Any] = summary["totals"]
+    return {**totals, "tokens": int(totals["input_tokens"]) + int(totals["output_tokens"])}, None
 
 
 @router.get("/export.csv")
