@@ -306,7 +306,8 @@ def take_screenshots(context: BrowserContext, web: str, tmp_path: Path) -> None:
     page = context.new_page()
     for width_name, (width, height) in WIDTHS.items():
         page.set_viewport_size({"width": width, "height": height})
-        for name, path in (("overview", "/dashboard"), ("keys", "/dashboard/keys"), ("usage", "/dashboard/usage")):
+        pages = (("overview", "/dashboard"), ("keys", "/dashboard/keys"), ("usage", "/dashboard/usage"))
+        for name, path in (*pages, ("billing", "/dashboard/billing")):
             page.goto(web + path)
             page.screenshot(path=str(target / f"{name}-{width_name}.png"), full_page=name != "usage")
     page.close()

@@ -76,6 +76,10 @@ class Api:
         result: dict[str, Any] = await self._json("GET", "/usage/summary", params=params)
         return result
 
+    async def billed(self, *, since: str, until: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._json("GET", "/usage/billed", params={"since": since, "until": until})
+        return result
+
     async def usage_page(self, params: Mapping[str, str]) -> dict[str, Any]:
         result: dict[str, Any] = await self._json("GET", "/data", params=dict(params))
         return result

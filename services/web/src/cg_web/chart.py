@@ -93,6 +93,46 @@ def stacked_by_model(days: Sequence[date], costs: Mapping[date, Mapping[str, Dec
     )
 
 
+def paired(
+    days: Sequence[date], first: Mapping[date, Decimal], second: Mapping[date, Decimal], names: tuple[str, str]
+) -> Chart:
+    """Two bars side by side per UTC day (billed beside computed, say): series 0 is `first`, 1 `second`."""
+    peak = max([*first.values(), *second.values(), Decimal(0)])
+    top = _nice_ceiling(peak)
+    plot_width, plot_height = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    slot = plot_width / max(len(days), 1)
+    bar = max(slot * 0.36, 1.0)
+    segments = []
+    for index, day in enumerate(days):
+        for series, values in enumerate((first, second)):
+            cost = values.get(day, Decimal(0))
+            height = float(cost / top) * plot_height if top > 0 else 0.0
+            if height <= 0:
+                continue
+            x = LEFT + index * slot + slot * 0.14 + series * bar
+            title = f"{day.isoformat()} · {names[series]}: {_usd(cost)}"
+            segments.append(Segment(x, HEIGHT - BOTTOM - height, bar, height, series, title))
+    y_ticks = [Tick(HEIGHT - BOTTOM - plot_height * i / 4, _usd(top * i / 4)) for i in range(5)]
+    step = max(1, len(days) // 5)
+    x_ticks = [
+        Tick(LEFT + index * slot + slot / 2, day.strftime("%b %d"))
+        for index, day in enumerate(days)
+        if (len(days) - 1 - index) % step == 0
+    ]
+    return Chart(
+        WIDTH,
+        HEIGHT,
+        LEFT,
+        WIDTH - RIGHT,
+        HEIGHT - BOTTOM,
+        segments,
+        y_ticks,
+        x_ticks,
+        list(enumerate(names)),
+        peak == 0,
+    )
+
+
 def _stack(day_costs: Mapping[str, Decimal], series_of: Mapping[str, int]) -> dict[int, Decimal]:
     stack: dict[int, Decimal] = {}
     for model, cost in day_costs.items():
