@@ -307,7 +307,7 @@ def take_screenshots(context: BrowserContext, web: str, tmp_path: Path) -> None:
     for width_name, (width, height) in WIDTHS.items():
         page.set_viewport_size({"width": width, "height": height})
         pages = (("overview", "/dashboard"), ("keys", "/dashboard/keys"), ("usage", "/dashboard/usage"))
-        for name, path in (*pages, ("billing", "/dashboard/billing")):
+        for name, path in (*pages, ("breakdown", "/dashboard/breakdown"), ("billing", "/dashboard/billing")):
             page.goto(web + path)
             page.screenshot(path=str(target / f"{name}-{width_name}.png"), full_page=name != "usage")
     page.close()

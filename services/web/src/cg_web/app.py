@@ -16,14 +16,23 @@ from cg_web.access import guard
 from cg_web.errors import install_error_handlers
 from cg_web.rendering import environment
 from cg_web.resources import open_resources
-from cg_web.routes import access, auth, billing, health, keys, overview, usage
+from cg_web.routes import access, auth, billing, breakdown, health, keys, overview, usage
 from cg_web.security import SecurityHeaders
 from cg_web.settings import WebSettings
 from cg_web.static_files import SOURCE, StaticFiles, fingerprint_all, whitenoise_for
 from cg_web.timing import ServerTiming
 
 SESSION_COOKIE = "cg_session"
-ROUTERS = (health.router, auth.router, overview.router, keys.router, usage.router, billing.router, access.router)
+ROUTERS = (
+    health.router,
+    auth.router,
+    overview.router,
+    keys.router,
+    usage.router,
+    breakdown.router,
+    billing.router,
+    access.router,
+)
 
 
 def create_app(settings: WebSettings) -> FastAPI:

@@ -44,15 +44,16 @@ class Chart:
     empty: bool
 
 
-def stacked_by_model(days: Sequence[date], costs: Mapping[date, Mapping[str, Decimal]]) -> Chart:
-    """`costs[day][model]` for each day in `days` (missing days and models count as nothing)."""
+def stacked_by_model(days: Sequence[date], costs: Mapping[date, Mapping[str, Decimal]], *, other: str = OTHER) -> Chart:
+    """`costs[day][model]` for each day in `days` (missing days and models count as nothing); any grouping's values
+    stack alike (sources, keys), `other` naming the rest past the top ones."""
     totals_by_model: dict[str, Decimal] = {}
     for day in days:
         for model, cost in costs.get(day, {}).items():
             totals_by_model[model] = totals_by_model.get(model, Decimal(0)) + cost
     ranked = [m for m, total in sorted(totals_by_model.items(), key=lambda kv: (-kv[1], kv[0])) if total > 0]
     named = ranked[:SERIES]
-    names = [*named, OTHER] if len(ranked) > SERIES else named
+    names = [*named, other] if len(ranked) > SERIES else named
     series_of = {model: (named.index(model) if model in named else SERIES) for model in ranked}
 
     per_day = [_stack(costs.get(day, {}), series_of) for day in days]
@@ -70,7 +71,7 @@ def stacked_by_model(days: Sequence[date], costs: Mapping[date, Mapping[str, Dec
             if height <= 0:
                 continue
             y -= height
-            name = names[series] if series < len(names) else OTHER
+            name = names[series] if series < len(names) else other
             title = f"{day.isoformat()} · {name}: {_usd(cost)}"
             segments.append(Segment(LEFT + index * slot + (slot - bar) / 2, y, bar, height, series, title))
     y_ticks = [Tick(HEIGHT - BOTTOM - plot_height * i / 4, _usd(top * i / 4)) for i in range(5)]
