@@ -65,6 +65,11 @@ def test_postgres_outage_holds_messages_back_until_it_returns(ledger_env: dict[s
         with running_ledger(env, tmp_path / "ledger.log") as ledger:
             asyncio.run(publish_mixed(env["NATS_URL"], events("before", 50), "before"))
             wait_until(lambda: count_rows(postgres.url) == 50, timeout=30, message="first events not recorded")
+            # Acks follow the commit: wait until the server holds none outstanding, or a late one would move the
+            # floor during the outage below (seen on a loaded machine).
+            wait_until(
+                lambda: asyncio.run(ack_floor(env["NATS_URL"]))[1] == 0, timeout=30, message="first events not acked"
+            )
             acked_before, _ = asyncio.run(ack_floor(env["NATS_URL"]))
 
             postgres.stop()
