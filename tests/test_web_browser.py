@@ -299,6 +299,51 @@ def test_tokens_are_made_and_revoked_in_the_browser(dashboard: Dashboard, browse
     context.close()
 
 
+def test_totals_breakdown_and_billing_in_the_browser(dashboard: Dashboard, browser: Browser) -> None:
+    """With JavaScript off, as the plain forms must work: the usage totals equal the summary for the same selection,
+    the breakdown regroups and its table adds up, the billing page takes a range."""
+    d = dashboard
+    publish_usage(d, history([], days=10))
+    context = browser.new_context(java_script_enabled=False, viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    sign_in(page, d.web)
+
+    page.goto(d.web + "/dashboard/usage")
+    page.fill("#f-source", "//service-2/prod")
+    page.click("button:has-text('Filter')")
+    summary = d.api.get(
+        "/usage/summary",
+        params={"source": "//service-2/prod", "since": "1970-01-01T00:00:00Z", "until": "9999-01-01T00:00:00Z"},
+    ).json()["totals"]
+    expect(page.get_by_test_id("total-cost")).to_have_attribute("data-value", re.compile(r"^[\d.]+$"))
+    assert Decimal(page.get_by_test_id("total-cost").get_attribute("data-value") or "") == Decimal(summary["cost"])
+    assert page.get_by_test_id("total-requests").inner_text().replace(",", "") == str(summary["requests"])
+
+    page.click("nav >> text=Breakdown")
+    page.select_option("#d-by", "source")
+    page.click("button:has-text('Show')")
+    rows = page.locator("[data-testid=breakdown-table] tbody tr")
+    expect(rows).to_have_count(4)  # the four services
+    costs = [
+        Decimal(c)
+        for c in page.locator("[data-testid=breakdown-table] tbody td[data-value]").evaluate_all(
+            "cells => cells.map(c => c.dataset.value)"
+        )
+    ]
+    total = page.locator("[data-testid=breakdown-totals] td[data-value]").get_attribute("data-value")
+    assert sum(costs) == Decimal(total or "")
+    assert page.locator("svg.chart rect").count() > 0
+
+    page.click("nav >> text=Billing")
+    expect(page.get_by_test_id("billing-table")).to_be_visible()
+    page.fill("#b-since", "2026-01-10")
+    page.fill("#b-until", "2026-01-01")
+    page.click("button:has-text('Show')")
+    expect(page.locator("p.message.error")).to_contain_text("on or before the last")
+    context.close()
+
+
 def take_screenshots(context: BrowserContext, web: str, tmp_path: Path) -> None:
     """Each page at desktop and phone widths, into CG_SCREENSHOT_DIR (docs/screenshots to refresh the docs)."""
     target = Path(os.environ.get("CG_SCREENSHOT_DIR") or tmp_path / "screenshots")
