@@ -9,7 +9,7 @@ from pydantic import AfterValidator, BaseModel, Field, StringConstraints, field_
 
 from cg_api.principal import Scope
 from cg_api.schemas import Label, StrictBody
-from cg_api.tokens_repo import prefix_of
+from cg_api.tokens_repo import NewToken, prefix_of
 from cg_api.usage_schemas import UtcDatetime
 
 # A source pattern: `*` matches any run of characters, everything else itself (`//checkout/*`).
@@ -40,6 +40,18 @@ class TokenCreate(StrictBody):
     @classmethod
     def _distinct(cls, scopes: list[Scope]) -> list[Scope]:
         return sorted(set(scopes), key=scopes.index)
+
+    def new_token(self, created_by: str) -> NewToken:
+        """What to store for this request, made by `created_by` (the acting credential's name)."""
+        return NewToken(
+            name=self.name,
+            scopes=list(self.scopes),
+            sources=self.sources,
+            rate_limit_rpm=self.rate_limit_rpm,
+            rate_limit_burst=self.rate_limit_burst,
+            expires_at=self.expires_at,
+            created_by=created_by,
+        )
 
     @model_validator(mode="after")
     def _sources_need_ingest(self) -> TokenCreate:

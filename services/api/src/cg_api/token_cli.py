@@ -63,18 +63,7 @@ async def run(settings: ApiSettings, args: argparse.Namespace) -> int:
                 for problem in error.errors():
                     print(f"invalid {'.'.join(map(str, problem['loc'])) or 'input'}: {problem['msg']}")
                 return 2
-            row, secret = await tokens_repo.insert(
-                conn,
-                tokens_repo.NewToken(
-                    name=body.name,
-                    scopes=list(body.scopes),
-                    sources=body.sources,
-                    rate_limit_rpm=body.rate_limit_rpm,
-                    rate_limit_burst=body.rate_limit_burst,
-                    expires_at=body.expires_at,
-                    created_by=OPERATOR,
-                ),
-            )
+            row, secret = await tokens_repo.insert(conn, body.new_token(OPERATOR))
             await audit_repo.record(conn, audit_repo.Entry(OPERATOR, "POST", "/tokens", str(row["id"]), 201))
             print(f"created: {_line(TokenOut.from_row(row))}")
             print(f"TOKEN={secret}")

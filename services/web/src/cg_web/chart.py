@@ -74,24 +74,7 @@ def stacked_by_model(days: Sequence[date], costs: Mapping[date, Mapping[str, Dec
             name = names[series] if series < len(names) else other
             title = f"{day.isoformat()} · {name}: {_usd(cost)}"
             segments.append(Segment(LEFT + index * slot + (slot - bar) / 2, y, bar, height, series, title))
-    y_ticks = [Tick(HEIGHT - BOTTOM - plot_height * i / 4, _usd(top * i / 4)) for i in range(5)]
-    x_ticks = [
-        Tick(LEFT + index * slot + slot / 2, day.strftime("%b %d"))
-        for index, day in enumerate(days)
-        if (len(days) - 1 - index) % 7 == 0
-    ]
-    return Chart(
-        WIDTH,
-        HEIGHT,
-        LEFT,
-        WIDTH - RIGHT,
-        HEIGHT - BOTTOM,
-        segments,
-        y_ticks,
-        x_ticks,
-        list(enumerate(names)),
-        peak == 0,
-    )
+    return _chart(days, segments, top, names, peak == 0, label_every=7)
 
 
 def paired(
@@ -113,24 +96,24 @@ def paired(
             x = LEFT + index * slot + slot * 0.14 + series * bar
             title = f"{day.isoformat()} · {names[series]}: {_usd(cost)}"
             segments.append(Segment(x, HEIGHT - BOTTOM - height, bar, height, series, title))
+    return _chart(days, segments, top, list(names), peak == 0, label_every=max(1, len(days) // 5))
+
+
+def _chart(
+    days: Sequence[date], segments: list[Segment], top: Decimal, names: list[str], empty: bool, *, label_every: int
+) -> Chart:
+    """The axes around `segments`: five value ticks up to `top`, a day label every `label_every` days (the last one
+    always labelled)."""
+    plot_height = HEIGHT - TOP - BOTTOM
+    slot = (WIDTH - LEFT - RIGHT) / max(len(days), 1)
     y_ticks = [Tick(HEIGHT - BOTTOM - plot_height * i / 4, _usd(top * i / 4)) for i in range(5)]
-    step = max(1, len(days) // 5)
     x_ticks = [
         Tick(LEFT + index * slot + slot / 2, day.strftime("%b %d"))
         for index, day in enumerate(days)
-        if (len(days) - 1 - index) % step == 0
+        if (len(days) - 1 - index) % label_every == 0
     ]
     return Chart(
-        WIDTH,
-        HEIGHT,
-        LEFT,
-        WIDTH - RIGHT,
-        HEIGHT - BOTTOM,
-        segments,
-        y_ticks,
-        x_ticks,
-        list(enumerate(names)),
-        peak == 0,
+        WIDTH, HEIGHT, LEFT, WIDTH - RIGHT, HEIGHT - BOTTOM, segments, y_ticks, x_ticks, list(enumerate(names)), empty
     )
 
 

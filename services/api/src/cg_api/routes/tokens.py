@@ -21,16 +21,7 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut, "descript
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=TokenCreated)
 async def create_token(body: TokenCreate, db: DbDep, principal: PrincipalDep, request: Request) -> TokenCreated:
     """The token's secret is in this answer only: store it now."""
-    new = tokens_repo.NewToken(
-        name=body.name,
-        scopes=list(body.scopes),
-        sources=body.sources,
-        rate_limit_rpm=body.rate_limit_rpm,
-        rate_limit_burst=body.rate_limit_burst,
-        expires_at=body.expires_at,
-        created_by=principal.name,
-    )
-    row, secret = await tokens_repo.insert(db, new)
+    row, secret = await tokens_repo.insert(db, body.new_token(principal.name))
     request.state.audit_target = row["id"]  # the audit log names what was created
     return TokenCreated.model_validate({**TokenOut.from_row(row).model_dump(), "token": secret})
 
