@@ -18,7 +18,7 @@ from psycopg import sql
 
 from cg_api.cursor import encode_cursor
 from cg_api.summary_repo import split_range
-from cg_api.usage_repo import UsageFilter, hours_query, page_query
+from cg_api.usage_repo import HourIndex, UsageFilter, hours_query, page_query
 from tests.support.keys import fake_openai_key
 from tests.support.usage_rows import UsageRow, fold, insert_usage
 
@@ -212,7 +212,9 @@ def test_the_hours_of_a_filter_are_found_through_an_index(
     )
     db.execute("ANALYZE usage_rollup_hourly")
     db.commit()
-    query, params = hours_query(where, below=None, oldest=None)
+    index = HourIndex.for_filter(where, frozenset())
+    assert index is not None
+    query, params = hours_query(index, below=None, oldest=None)
     plan = "\n".join(str(row[0]) for row in db.execute(sql.SQL("EXPLAIN ") + query, params))
     assert f"usage_rollup_hourly_{column}" in plan and "Seq Scan on usage_rollup_hourly" not in plan, plan
 

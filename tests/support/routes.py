@@ -29,6 +29,7 @@ REQUESTS: dict[tuple[str, str], tuple[Call, int, bool]] = {
     ("DELETE", "/keys/{key_id}"): (("DELETE", "/keys/999999", {}), 404, True),
     ("GET", "/data"): (("GET", "/data", {}), 200, True),
     ("GET", "/usage/summary"): (("GET", "/usage/summary", {}), 200, True),
+    ("GET", "/usage/dimensions"): (("GET", "/usage/dimensions", {}), 200, True),
     ("GET", "/usage/billed"): (("GET", "/usage/billed", {}), 200, True),
     ("POST", "/usage/events"): (("POST", "/usage/events", {"json": "event"}), 202, False),
     ("DELETE", "/reset"): (("DELETE", "/reset", {}), 204, True),

@@ -14,9 +14,12 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
+from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from cg_ledger.store import CREATE_STAGING, FOLD_PENDING, RECORD_STAGED, STAGING_COLUMNS
+from cg_common.dimensions import DimensionSettings, Grouping
+from cg_ledger.dimension_rollups import bring_list_to
+from cg_ledger.store import CREATE_STAGING, FOLD_DIMENSION_PENDING, FOLD_PENDING, RECORD_STAGED, STAGING_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,13 @@ def insert_usage(conn: psycopg.Connection[Any], rows: Iterable[UsageRow]) -> lis
     """Record the rows with the ledger's own SQL (usage_events and pending roll-up sums, one transaction), so that what
     the api reads in these tests is exactly what the ledger writes; returns the new ids in the order of `rows`."""
     rows = list(rows)
+    ids = record(conn, rows)
+    return [ids[(row.source, row.event_id)] for row in rows]
+
+
+def record(conn: psycopg.Connection[Any], rows: Sequence[UsageRow]) -> dict[tuple[str, str], int]:
+    """Record the rows as one ledger batch; the (source, event id) of each row stored now, with its id (a row
+    recorded before, or twice in `rows`, is stored once)."""
     with conn.transaction():
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS " + CREATE_STAGING.split("CREATE TEMP TABLE ", 1)[1])
         with conn.cursor().copy(f"COPY usage_staging ({STAGING_COLUMNS}) FROM STDIN") as copy:
@@ -49,15 +59,28 @@ def insert_usage(conn: psycopg.Connection[Any], rows: Iterable[UsageRow]) -> lis
                 copy.write_row([*(values[c] for c in COLUMN_ORDER[:-1]), Jsonb(row.attributes)])
         inserted = conn.execute(RECORD_STAGED).fetchall()
         conn.execute("TRUNCATE usage_staging")
-    ids = {(r[2], r[3]): int(r[0]) for r in inserted}  # RETURNING id, recorded_at, source, event_id, …
-    return [ids[(row.source, row.event_id)] for row in rows]
+    return {(r[2], r[3]): int(r[0]) for r in inserted}  # RETURNING id, recorded_at, source, event_id, …
 
 
 def fold(conn: psycopg.Connection[Any]) -> int:
-    """Fold the pending roll-up sums into the roll-ups with the ledger's own SQL; returns how many moved."""
+    """Fold the pending roll-up sums (dimensions' too) into the roll-ups with the ledger's own SQL; returns how many
+    moved."""
+    moved = 0
     with conn.transaction():
-        row = conn.execute(FOLD_PENDING).fetchone()
-    return int(row[0]) if row else 0
+        for statement in (FOLD_PENDING, FOLD_DIMENSION_PENDING):
+            row = conn.execute(statement).fetchone()
+            moved += int(row[0]) if row else 0
+    return moved
+
+
+DEFAULT_GROUPINGS = tuple(DimensionSettings.model_construct().groupings())  # the defaults, whatever the environment
+
+
+async def roll_up(database_url: str, groupings: Sequence[Grouping] = DEFAULT_GROUPINGS) -> None:
+    """Make the ledger's list of rolled-up groupings `groupings` (the default DIMENSIONS and pairs), as a ledger
+    starting with those settings would."""
+    async with await psycopg.AsyncConnection.connect(database_url, row_factory=dict_row) as conn:
+        await bring_list_to(conn, groupings)
 
 
 def rollup_totals(conn: psycopg.Connection[Any], table: str, figures: Sequence[str]) -> tuple[Any, ...]:

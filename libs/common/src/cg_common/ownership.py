@@ -54,6 +54,22 @@ TABLES = (
     Table("usage_rollup_hourly", "ledger", "usage summed per hour, key, source, provider, model", {"api": ()}),
     Table("usage_rollup_daily", "ledger", "usage summed per UTC day, key, source, provider, model", {"api": ()}),
     Table("usage_rollup_pending", "ledger", "roll-up sums of committed batches not folded in yet", {"api": ()}),
+    Table(
+        "usage_rollup_groupings",
+        "ledger",
+        "the dimension groupings rolled up, and whether each holds its history",
+        {"api": ()},
+    ),
+    Table("usage_rollup_dimension_hourly", "ledger", "usage summed per hour and dimension grouping value", {"api": ()}),
+    Table(
+        "usage_rollup_dimension_daily", "ledger", "usage summed per UTC day and dimension grouping value", {"api": ()}
+    ),
+    Table(
+        "usage_rollup_dimension_pending",
+        "ledger",
+        "dimension roll-up sums of committed batches not folded in yet",
+        {"api": ()},
+    ),
     Table("billed_costs", "ledger", "what OpenAI billed per day, project and line item", {"api": ()}),
     Table("api_tokens", "api", "API tokens: name, scopes, limits, the secret's hash, expiry, revocation, last use"),
     Table(

@@ -184,6 +184,7 @@ __all__ = [
     "KeyVaultSettings",
     "MessagingSettings",
     "NatsSettings",
+    "ServiceSettings",
     "TopologySettings",
     "describe_error",
     "fail",

@@ -1,54 +1,102 @@
 """GET /usage/summary's SQL: exact for any time range, and fast over months.
 
-A range [since, until) is cut into the full UTC days inside it (read from usage_rollup_daily), the full hours left at
-either end of those days (usage_rollup_hourly) and the partial hours at the very edges (usage_events, by the
-(occurred_at) index). Sums the ledger recorded but has not folded into the roll-ups yet (usage_rollup_pending, in the
-same transaction as their records) are added for the whole hours. All parts are read by one statement, from one
+A range [since, until) is cut into the full UTC days inside it (read from a daily roll-up), the full hours left at
+either end of those days (an hourly roll-up) and the partial hours at the very edges (usage_events, by the
+(occurred_at) index). Sums the ledger recorded but has not folded into the roll-ups yet (the pending sums, in the same
+transaction as their records) are added for the whole hours. All parts are read by one statement, from one
 snapshot, so they add up to exactly what a scan of usage_events would, while a year costs a few thousand roll-up rows
 instead of millions.
+
+Which roll-ups: key, source, provider and model are in every row of usage_rollup_*; a dimension (`attributes.team`)
+is in the dimension roll-ups of a grouping that holds it (alone, or paired with what the query also groups or
+filters by). A query no complete grouping covers is summed from usage_events over the whole range: exact, slower.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Literal
 
 from psycopg import sql
+from psycopg.pq import TransactionStatus
 
 from cg_api.buckets import DAY, EARLIEST_BUCKET, HOUR, LATEST_BUCKET, ceil, floor
 from cg_common.db import Connection
+from cg_common.dimensions import Grouping, attribute_of, is_dimension_member
 
 FIGURES = ("events", "requests", "input_tokens", "cached_input_tokens", "output_tokens", "cost", "unpriced_events")
 
-# The group column in each source: a roll-up's day, or the UTC day of a record.
-_GROUP_COLUMN = {"key": "key_id", "model": "model", "source": "source", "provider": "provider"}
-_DAY_OF = {
-    "usage_rollup_daily": sql.SQL("bucket"),
-    "usage_rollup_hourly": sql.SQL("(bucket AT TIME ZONE 'UTC')::date"),
-    "usage_rollup_pending": sql.SQL("(bucket AT TIME ZONE 'UTC')::date"),
-    "usage_events": sql.SQL("(occurred_at AT TIME ZONE 'UTC')::date"),
-}
+BASE_COLUMN = {"key": "key_id", "model": "model", "source": "source", "provider": "provider"}
 _ROLLUP_FIGURES = sql.SQL("events, requests, input_tokens, cached_input_tokens, output_tokens, cost, unpriced_events")
 _RECORD_FIGURES = sql.SQL(
     """1 AS events, requests, input_tokens, cached_input_tokens, output_tokens, coalesce(cost, 0) AS cost,
        (cost IS NULL)::int AS unpriced_events"""
 )
+Kind = Literal["base", "dimension", "records"]
+_TABLES: dict[Kind, tuple[str, str, str]] = {  # daily, hourly, pending
+    "base": ("usage_rollup_daily", "usage_rollup_hourly", "usage_rollup_pending"),
+    "dimension": ("usage_rollup_dimension_daily", "usage_rollup_dimension_hourly", "usage_rollup_dimension_pending"),
+}
 
 
 @dataclass(frozen=True)
 class Filters:
-    """Narrow the summary to usage of one key, model, source or provider (any combination): columns every roll-up
-    keeps, so a filtered summary is as exact, and as cheap, as an unfiltered one."""
+    """Narrow the summary to usage of one key, model, source, provider and dimension values (any combination; all
+    must match). `attributes` holds (name, value) pairs: `attributes.team=search` is ("team", "search")."""
 
     key_id: int | None = None
     model: str | None = None
     source: str | None = None
     provider: str | None = None
+    attributes: tuple[tuple[str, str], ...] = ()
 
-    def conditions(self) -> tuple[list[sql.Composable], list[Any]]:
-        given = [(column, value) for column, value in vars(self).items() if value is not None]
-        return [sql.SQL(" AND {} = %s").format(sql.Identifier(column)) for column, _ in given], [v for _, v in given]
+    def by_member(self) -> dict[str, str | int]:
+        """Each filter under its grouping member's name: `key`, `model`, … `attributes.team`."""
+        given: dict[str, str | int] = {
+            member: value
+            for member, value in (
+                ("key", self.key_id),
+                ("model", self.model),
+                ("source", self.source),
+                ("provider", self.provider),
+            )
+            if value is not None
+        }
+        return given | {f"attributes.{name}": value for name, value in self.attributes}
+
+
+@dataclass(frozen=True)
+class RolledUp:
+    """The dimension groupings the ledger rolls up (usage_rollup_groupings), and which of them hold their history."""
+
+    groupings: tuple[Grouping, ...] = ()
+    complete: frozenset[str] = frozenset()
+
+    @property
+    def dimensions(self) -> tuple[str, ...]:
+        """The dimension names (`team`), from the single-dimension groupings."""
+        return tuple(attribute_of(g.first) for g in self.groupings if g.second is None)
+
+    def covering(self, members: set[str]) -> Grouping | None:
+        """The smallest complete grouping holding every member, if any."""
+        fitting = [g for g in self.groupings if g.name in self.complete and members <= set(g.members)]
+        return min(fitting, key=lambda g: len(g.members), default=None)
+
+
+async def rolled_up(conn: Connection) -> RolledUp:
+    """The groupings, read in the same snapshot as the summary that follows (when this is the transaction's first
+    statement), so that a grouping being rebuilt or dropped meanwhile cannot be half seen."""
+    if conn.info.transaction_status == TransactionStatus.IDLE:
+        await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    cursor = await conn.execute(
+        "SELECT first_member, second_member, grouping, complete FROM usage_rollup_groupings ORDER BY grouping"
+    )
+    rows = await cursor.fetchall()
+    return RolledUp(
+        tuple(Grouping(row["first_member"], row["second_member"]) for row in rows),
+        frozenset(row["grouping"] for row in rows if row["complete"]),
+    )
 
 
 @dataclass(frozen=True)
@@ -79,13 +127,47 @@ def split_range(since: datetime, until: datetime) -> Spans:
     return Spans(days=(first_day.date(), end_day.date()), hours=hours, raw=raw, whole_hours=whole_hours)
 
 
+@dataclass(frozen=True)
+class Plan:
+    """Which tables answer a query: the key/source/provider/model roll-ups, one dimension grouping's roll-ups, or
+    the records alone."""
+
+    kind: Kind
+    grouping: Grouping | None = None
+
+    @classmethod
+    def choose(cls, group_by: tuple[str, ...], filters: Filters, rolled: RolledUp) -> Plan:
+        members = {g for g in group_by if g != "day"} | set(filters.by_member())
+        if not any(is_dimension_member(m) for m in members):
+            return cls("base")
+        grouping = rolled.covering(members)
+        return cls("dimension", grouping) if grouping is not None else cls("records")
+
+    def expression(self, member: str, *, records: bool) -> sql.Composable:
+        """The SQL of a member's value in the records (usage_events) or in this plan's roll-ups."""
+        if records or self.kind == "base":
+            if is_dimension_member(member):
+                return sql.SQL("(attributes ->> {})").format(sql.Literal(attribute_of(member)))
+            return sql.Identifier(BASE_COLUMN[member])
+        assert self.grouping is not None  # noqa: S101 - a dimension plan has its grouping
+        return sql.Identifier(f"value{self.grouping.members.index(member) + 1}")
+
+
 async def summarize(
-    conn: Connection, *, since: datetime, until: datetime, group_by: tuple[str, ...], filters: Filters = Filters()
+    conn: Connection,
+    *,
+    since: datetime,
+    until: datetime,
+    group_by: tuple[str, ...],
+    filters: Filters = Filters(),
+    rolled: RolledUp = RolledUp(),
 ) -> list[dict[str, Any]]:
     """One row per group (`grp0`, and `grp1` for a second grouping) with the figures summed over [since, until) of
     the usage `filters` selects; where a grouping is `key`, with the key's label, prefix and last4 when the key is
     stored (still there after DELETE /keys, which keeps the row)."""
-    arms, params = _arms(split_range(since, until), group_by, filters)
+    plan = Plan.choose(group_by, filters, rolled)
+    spans = split_range(since, until) if plan.kind != "records" else Spans(raw=_non_empty([(since, until)]))
+    arms, params = _arms(spans, plan, group_by, filters)
     if not arms:
         return []
     groups = sql.SQL(", ").join(sql.Identifier(f"grp{n}") for n in range(len(group_by)))
@@ -110,39 +192,55 @@ async def summarize(
     return await cursor.fetchall()
 
 
-def _arms(spans: Spans, group_by: tuple[str, ...], filters: Filters) -> tuple[list[sql.Composable], list[Any]]:
-    """One SELECT per range, each a plain range scan on its table's leading (bucket or occurred_at) column."""
+def _arms(
+    spans: Spans, plan: Plan, group_by: tuple[str, ...], filters: Filters
+) -> tuple[list[sql.Composable], list[Any]]:
+    """One SELECT per range, each a plain range scan on its table's leading (bucket or occurred_at) column, or on
+    the grouping and bucket of a dimension roll-up."""
     arms: list[sql.Composable] = []
     params: list[Any] = []
-    conditions, values = filters.conditions()
+    wanted = filters.by_member()
 
-    def arm(table: str, column: str, figures: sql.Composable, start: object, end: object) -> None:
-        groups = sql.SQL(", ").join(
-            sql.SQL("{} AS {}").format(
-                _DAY_OF[table] if grouping == "day" else sql.Identifier(_GROUP_COLUMN[grouping]),
-                sql.Identifier(f"grp{n}"),
-            )
-            for n, grouping in enumerate(group_by)
-        )
+    def arm(table: str, day_of: sql.Composable, start: object, end: object) -> None:
+        records = table == "usage_events"
+        time = sql.Identifier("occurred_at" if records else "bucket")
+        groups = []
+        for n, member in enumerate(group_by):
+            column = day_of if member == "day" else plan.expression(member, records=records)
+            if member == "key" and plan.kind == "dimension" and not records:
+                column = sql.SQL("{}::bigint").format(column)
+            groups.append(sql.SQL("{} AS {}").format(column, sql.Identifier(f"grp{n}")))
+        conditions: list[sql.Composable] = [sql.SQL("{t} >= %s AND {t} < %s").format(t=time)]
+        values: list[Any] = [start, end]
+        if plan.kind == "dimension" and not records:
+            assert plan.grouping is not None  # noqa: S101 - a dimension plan has its grouping
+            conditions.insert(0, sql.SQL("grouping = %s"))
+            values.insert(0, plan.grouping.name)
+        for member, value in wanted.items():
+            conditions.append(sql.SQL("{} = %s").format(plan.expression(member, records=records)))
+            as_text = (plan.kind == "dimension" and not records) or is_dimension_member(member)
+            values.append(str(value) if as_text else value)
         arms.append(
-            sql.SQL("SELECT {}, {} FROM {} WHERE {col} >= %s AND {col} < %s{conditions}").format(
-                groups,
-                figures,
+            sql.SQL("SELECT {}, {} FROM {} WHERE {}").format(
+                sql.SQL(", ").join(groups),
+                _RECORD_FIGURES if records else _ROLLUP_FIGURES,
                 sql.Identifier(table),
-                col=sql.Identifier(column),
-                conditions=sql.SQL("").join(conditions),
+                sql.SQL(" AND ").join(conditions),
             )
         )
-        params.extend((start, end, *values))
+        params.extend(values)
 
-    if spans.days is not None:
-        arm("usage_rollup_daily", "bucket", _ROLLUP_FIGURES, *spans.days)
-    for start, end in spans.hours:
-        arm("usage_rollup_hourly", "bucket", _ROLLUP_FIGURES, start, end)
-    if spans.whole_hours is not None:
-        arm("usage_rollup_pending", "bucket", _ROLLUP_FIGURES, *spans.whole_hours)
+    utc_day = sql.SQL("({} AT TIME ZONE 'UTC')::date")
+    if plan.kind != "records":
+        daily, hourly, pending = _TABLES[plan.kind]
+        if spans.days is not None:
+            arm(daily, sql.SQL("bucket"), *spans.days)
+        for start, end in spans.hours:
+            arm(hourly, utc_day.format(sql.Identifier("bucket")), start, end)
+        if spans.whole_hours is not None:
+            arm(pending, utc_day.format(sql.Identifier("bucket")), *spans.whole_hours)
     for start, end in spans.raw:
-        arm("usage_events", "occurred_at", _RECORD_FIGURES, start, end)
+        arm("usage_events", utc_day.format(sql.Identifier("occurred_at")), start, end)
     return arms, params
 
 

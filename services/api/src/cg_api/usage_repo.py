@@ -26,7 +26,8 @@ HOURS_PER_LOOKUP = 24
 
 @dataclass(frozen=True, slots=True)
 class UsageFilter:
-    """What GET /data narrows to; None means "any". The time range is [since, until)."""
+    """What GET /data narrows to; None means "any". The time range is [since, until). `attributes` holds dimension
+    filters as (name, value) pairs."""
 
     key_id: int | None = None
     model: str | None = None
@@ -34,25 +35,62 @@ class UsageFilter:
     provider: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    attributes: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class HourIndex:
+    """Where the hours holding some matching usage are looked up: an hourly roll-up and its pending sums, and the
+    conditions that select the filtered value there."""
+
+    hourly: str
+    pending: str
+    conditions: list[sql.Composable]
+    params: list[Any]
+
+    @classmethod
+    def for_filter(cls, where: UsageFilter, complete: frozenset[str]) -> HourIndex | None:
+        """The key/source/provider/model roll-up for those filters, else a filtered dimension's own roll-up once it
+        holds its history; None: only the time index is left."""
+        conditions, params = _equal_to(where, ROLLUP_FILTERS)
+        if conditions:
+            return cls("usage_rollup_hourly", "usage_rollup_pending", conditions, params)
+        for name, value in where.attributes:
+            if f"attributes.{name}" in complete:
+                return cls(
+                    "usage_rollup_dimension_hourly",
+                    "usage_rollup_dimension_pending",
+                    [sql.SQL("grouping = %s"), sql.SQL("value1 = %s")],
+                    [f"attributes.{name}", value],
+                )
+        return None
 
 
 async def page(
-    conn: Connection, where: UsageFilter, *, after: tuple[datetime, int] | None, limit: int
+    conn: Connection,
+    where: UsageFilter,
+    *,
+    after: tuple[datetime, int] | None,
+    limit: int,
+    complete: frozenset[str] = frozenset(),
 ) -> list[dict[str, Any]]:
-    """Up to `limit` records newest first, strictly after the cursor's (occurred_at, id) in that order."""
-    if where.key_id is None and any(getattr(where, column) is not None for column in ROLLUP_FILTERS):
-        return await _page_by_hours(conn, where, after=after, limit=limit)
+    """Up to `limit` records newest first, strictly after the cursor's (occurred_at, id) in that order. `complete`:
+    the dimension groupings whose roll-ups hold their history (summary_repo.rolled_up)."""
+    index = HourIndex.for_filter(where, complete) if where.key_id is None else None
+    if index is not None:
+        return await _page_by_hours(conn, where, index, after=after, limit=limit)
     query, params = page_query(where, after=after, limit=limit)
     cursor = await conn.execute(query, params)
     return await cursor.fetchall()
 
 
 async def _page_by_hours(
-    conn: Connection, where: UsageFilter, *, after: tuple[datetime, int] | None, limit: int
+    conn: Connection, where: UsageFilter, index: HourIndex, *, after: tuple[datetime, int] | None, limit: int
 ) -> list[dict[str, Any]]:
-    """`page` for a model, source or provider: the hours holding such records are read off the hourly roll-up
-    (through an index per column) and the pending sums, newest first, and only those hours of usage_events are read.
-    Through the time index alone, a value with no recent records meant reading every record since its last one."""
+    """`page` for a model, source, provider or dimension value: the hours holding such records are read off an
+    hourly roll-up (through an index on the value) and the pending sums, newest first, and only those hours of
+    usage_events are read. Through the time index alone, a value with no recent records meant reading every record
+    since its last one."""
     # Hours are looked up before `below` (exclusive): the cursor's own hour is in (rows at the cursor's very moment
     # may remain), the hour `until` starts is not (it is exclusive).
     ends = [where.until] if where.until is not None else []
@@ -62,7 +100,7 @@ async def _page_by_hours(
     oldest = floor(where.since, HOUR) if where.since is not None else None
     rows: list[dict[str, Any]] = []
     while len(rows) < limit:
-        hours = await _hours_with_usage(conn, where, below=below, oldest=oldest)
+        hours = await _hours_with_usage(conn, index, below=below, oldest=oldest)
         for hour in hours:
             within = replace(
                 where,
@@ -80,20 +118,18 @@ async def _page_by_hours(
 
 
 async def _hours_with_usage(
-    conn: Connection, where: UsageFilter, *, below: datetime | None, oldest: datetime | None
+    conn: Connection, index: HourIndex, *, below: datetime | None, oldest: datetime | None
 ) -> list[datetime]:
-    query, params = hours_query(where, below=below, oldest=oldest)
+    query, params = hours_query(index, below=below, oldest=oldest)
     cursor = await conn.execute(query, params)
     return [row["bucket"] for row in await cursor.fetchall()]
 
 
-def hours_query(
-    where: UsageFilter, *, below: datetime | None, oldest: datetime | None
-) -> tuple[sql.Composed, list[Any]]:
+def hours_query(index: HourIndex, *, below: datetime | None, oldest: datetime | None) -> tuple[sql.Composed, list[Any]]:
     """Up to HOURS_PER_LOOKUP hours (their starts), newest first, starting before `below` and not before `oldest`,
-    in which some recorded usage matches the filter's model, source and provider: the SQL and its parameters. Each
-    roll-up is read newest hour first through an index on the filtered column and stops at enough hours."""
-    conditions, params = _equal_to(where, ROLLUP_FILTERS)
+    in which some recorded usage matches the index's value: the SQL and its parameters. Each roll-up is read newest
+    hour first through an index on the filtered column and stops at enough hours."""
+    conditions, params = list(index.conditions), list(index.params)
     if below is not None:
         conditions.append(sql.SQL("bucket < %s"))
         params.append(below)
@@ -103,11 +139,11 @@ def hours_query(
     matching = sql.SQL(" AND ").join(conditions)
     query = sql.SQL(
         """SELECT bucket FROM (
-               (SELECT DISTINCT bucket FROM usage_rollup_hourly WHERE {matching} ORDER BY bucket DESC LIMIT %s)
+               (SELECT DISTINCT bucket FROM {hourly} WHERE {matching} ORDER BY bucket DESC LIMIT %s)
                UNION
-               (SELECT DISTINCT bucket FROM usage_rollup_pending WHERE {matching} ORDER BY bucket DESC LIMIT %s)
+               (SELECT DISTINCT bucket FROM {pending} WHERE {matching} ORDER BY bucket DESC LIMIT %s)
            ) AS hours ORDER BY bucket DESC LIMIT %s"""
-    ).format(matching=matching)
+    ).format(matching=matching, hourly=sql.Identifier(index.hourly), pending=sql.Identifier(index.pending))
     return query, [*params, HOURS_PER_LOOKUP, *params, HOURS_PER_LOOKUP, HOURS_PER_LOOKUP]
 
 
@@ -116,9 +152,12 @@ def page_query(where: UsageFilter, *, after: tuple[datetime, int] | None, limit:
 
     Keyset pagination on (occurred_at DESC, id DESC): each page costs the same however deep it is, and rows recorded
     meanwhile never shift a page (OFFSET would skip or repeat them). With `key_id` the key's own index
-    (`usage_events_key`) gives its rows in that order, however few it has; the other filters read the time index
-    and skip what does not match, which `page` keeps to the hours that hold matching rows."""
+    (`usage_events_key`) gives its rows in that order, however few it has; the other filters (dimensions included)
+    read the time index and skip what does not match, which `page` keeps to the hours that hold matching rows."""
     conditions, params = _equal_to(where, ("key_id", *ROLLUP_FILTERS))
+    for name, value in where.attributes:
+        conditions.append(sql.SQL("attributes ->> {} = %s").format(sql.Literal(name)))
+        params.append(value)
     if where.since is not None:
         conditions.append(sql.SQL("occurred_at >= %s"))
         params.append(where.since)

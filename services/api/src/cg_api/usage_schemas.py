@@ -5,12 +5,14 @@ Money is a Decimal in Python and a plain decimal string in JSON ("0.000345"), ne
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import Query
 from pydantic import AfterValidator, AwareDatetime, BaseModel
 
+from cg_common.dimensions import ATTRIBUTE_PREFIX, attribute_of, check_member, is_dimension_member
 from cg_common.money import Money
 
 
@@ -26,21 +28,50 @@ def as_utc(value: datetime) -> datetime:
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(as_utc)]
 # A filter's text: printable, without NUL, which PostgreSQL text cannot hold (it would be a 500, not a "no match").
 TEXT_FILTER = r"^[^\x00]+$"
-TextFilter = Annotated[str | None, Query(max_length=512, pattern=TEXT_FILTER)]
-Grouping = Literal["key", "model", "source", "provider", "day"]
+MAX_ATTRIBUTE_VALUE = 512
+TextFilter = Annotated[str | None, Query(max_length=MAX_ATTRIBUTE_VALUE, pattern=TEXT_FILTER)]
 GROUPINGS: tuple[str, ...] = ("key", "model", "source", "provider", "day")
 MAX_GROUPINGS = 2
+MAX_ATTRIBUTE_FILTERS = 8
 
 
 def parse_group_by(text: str) -> tuple[str, ...]:
-    """`model` or `day,model`: one or two distinct groupings, in the order given."""
+    """`model`, `day,model` or `attributes.team,model`: one or two distinct groupings, in the order given (whether
+    `attributes.<name>` is a dimension is the route's to check, against what the ledger rolls up)."""
     names = tuple(part.strip() for part in text.split(","))
-    unknown = [name for name in names if name not in GROUPINGS]
+    unknown = [name for name in names if name not in GROUPINGS and not _is_attribute(name)]
     if unknown:
-        raise ValueError(f"unknown grouping {unknown[0]!r}: use {', '.join(GROUPINGS)}")
+        raise ValueError(f"unknown grouping {unknown[0]!r}: use {', '.join(GROUPINGS)} or attributes.<dimension>")
     if len(names) > MAX_GROUPINGS or len(set(names)) != len(names):
         raise ValueError(f"one or {MAX_GROUPINGS} distinct groupings, comma-separated")
     return names
+
+
+def _is_attribute(name: str) -> bool:
+    try:
+        check_member(name)
+    except ValueError:
+        return False
+    return is_dimension_member(name)
+
+
+def attribute_filters(query: Mapping[str, str], multi: Callable[[str], list[str]]) -> tuple[tuple[str, str], ...]:
+    """`attributes.<name>=<value>` query parameters as (name, value) pairs; ValueError names the first bad one."""
+    found = []
+    for key in dict.fromkeys(k for k in query if k.startswith(ATTRIBUTE_PREFIX)):
+        name = attribute_of(key)
+        values = multi(key)
+        if not _is_attribute(key):
+            raise ValueError(f"{key}: not an attribute name ([A-Za-z0-9_.-], at most 64 characters)")
+        if len(values) != 1:
+            raise ValueError(f"{key}: give one value (repeat filters are not combined)")
+        value = values[0]
+        if not value or len(value) > MAX_ATTRIBUTE_VALUE or "\x00" in value:
+            raise ValueError(f"{key}: a value of 1 to {MAX_ATTRIBUTE_VALUE} characters, without NUL")
+        found.append((name, value))
+    if len(found) > MAX_ATTRIBUTE_FILTERS:
+        raise ValueError(f"at most {MAX_ATTRIBUTE_FILTERS} attribute filters")
+    return tuple(found)
 
 
 # What the summary groups by: one grouping, or two comma-separated (`day,model`); kept as the caller wrote it.
@@ -95,9 +126,9 @@ class UsageFigures(BaseModel):
 
 
 class UsageGroup(UsageFigures):
-    """`group` is the key id (null: not attributed to a stored key), model, source, provider or UTC day (YYYY-MM-DD);
-    with two groupings, a two-element array in group_by's order. `label` and `masked_key` are the stored key's when
-    one of the groupings is `key`; null otherwise."""
+    """`group` is the key id (null: not attributed to a stored key), model, source, provider, UTC day (YYYY-MM-DD) or
+    a dimension's value (null: the attribute is missing); with two groupings, a two-element array in group_by's
+    order. `label` and `masked_key` are the stored key's when one of the groupings is `key`; null otherwise."""
 
     group: int | str | list[int | str | None] | None
     label: str | None = None
@@ -110,3 +141,14 @@ class UsageSummary(BaseModel):
     group_by: GroupBy
     groups: list[UsageGroup]
     totals: UsageFigures
+
+
+class RolledUpGrouping(BaseModel):
+    name: str
+    members: list[str]
+    complete: bool
+
+
+class DimensionsOut(BaseModel):
+    dimensions: list[str]
+    groupings: list[RolledUpGrouping]

@@ -1,5 +1,6 @@
-"""`cg-ledger run` records usage; `cg-ledger reprice [--all]` prices stored usage again; `cg-ledger dlq list` and
-`cg-ledger dlq replay` show and re-drive what was dead-lettered."""
+"""`cg-ledger run` records usage; `cg-ledger reprice [--all]` prices stored usage again; `cg-ledger rebuild-rollups`
+sums the dimension roll-ups again from the stored usage; `cg-ledger dlq list` and `cg-ledger dlq replay` show and
+re-drive what was dead-lettered."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from cg_common.db import open_pool
 from cg_common.logging import configure_logging
 from cg_common.messaging import close_nats, connect_nats
 from cg_common.pricing import Pricer
-from cg_common.settings import load_settings
-from cg_ledger import dead_letters, service
+from cg_common.settings import fail, load_settings
+from cg_ledger import dead_letters, dimension_rollups, service
 from cg_ledger.reprice import reprice
 from cg_ledger.settings import LedgerSettings
 
@@ -25,6 +26,13 @@ def main(argv: list[str] | None = None) -> None:
     commands.add_parser("run", help="consume usage events and record them")
     reprice_cmd = commands.add_parser("reprice", help="price stored usage again with the current price data")
     reprice_cmd.add_argument("--all", action="store_true", help="every row, not only the unpriced ones")
+    rebuild_cmd = commands.add_parser(
+        "rebuild-rollups",
+        help="bring the rolled-up groupings to DIMENSIONS and DIMENSION_PAIRS, and sum their history again",
+    )
+    rebuild_cmd.add_argument(
+        "groupings", nargs="*", help="only these, e.g. attributes.team (default: every rolled-up grouping)"
+    )
     dlq_cmd = commands.add_parser("dlq", help="dead letters: list them, or publish them again to where they came from")
     dlq_cmd.add_argument("action", choices=["list", "replay"])
     dlq_cmd.add_argument("sequences", nargs="*", type=int, help="dead-letter sequences (default: all)")
@@ -42,6 +50,8 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(service.run(settings))
     elif args.command == "reprice":
         asyncio.run(_reprice(settings, unpriced_only=not args.all))
+    elif args.command == "rebuild-rollups":
+        asyncio.run(_rebuild_rollups(settings, args.groupings))
     else:
         asyncio.run(
             _dead_letters(
@@ -72,6 +82,23 @@ async def _reprice(settings: LedgerSettings, *, unpriced_only: bool) -> None:
     finally:
         await db.close()
     print(f"examined {report.examined} rows, changed {report.changed}, {report.still_unpriced} still without a price")
+
+
+async def _rebuild_rollups(settings: LedgerSettings, names: list[str]) -> None:
+    db = await open_pool(settings.database_url, name="cg-ledger-rebuild", max_size=1)
+    try:
+        async with db.connection() as conn:
+            changes = await dimension_rollups.bring_list_to(conn, settings.groupings())
+            cursor = await conn.execute("SELECT grouping FROM usage_rollup_groupings ORDER BY grouping")
+            every = [row["grouping"] for row in await cursor.fetchall()]
+        rebuilt = await dimension_rollups.rebuild(db, names or every)
+    except LookupError as error:
+        fail(str(error))
+    finally:
+        await db.close()
+    if changes.removed:
+        print(f"no longer rolled up: {', '.join(changes.removed)}")
+    print(f"rebuilt {len(rebuilt)} groupings: {', '.join(rebuilt) or '-'}")
 
 
 async def _dead_letters(

@@ -1,4 +1,5 @@
-"""Moves the roll-up sums that batches leave pending into the roll-ups, every few moments, off the write path.
+"""Moves the roll-up sums that batches leave pending into the roll-ups, every few moments, off the write path, and
+sums the history of a dimension grouping that lacks it (`dimension_rollups.rebuild`).
 
 Summaries count pending sums too, so folding changes no figure: it only keeps the pending table small and turns the
 many small sums that thousands of batches leave for one (hour, key, source, model) into one roll-up update.
@@ -14,7 +15,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from cg_common.db import Connection
 from cg_common.logging import get_logger
-from cg_ledger import metrics
+from cg_ledger import dimension_rollups, metrics
 from cg_ledger.store import fold_pending
 
 log = get_logger(__name__)
@@ -36,6 +37,7 @@ class RollupFolder:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=self._interval_secs)
             await self.fold_once()
+            await self.rebuild_incomplete()
 
     async def fold_once(self) -> int:
         """One fold; a database fault is logged and left for the next round (pending sums wait safely)."""
@@ -47,3 +49,17 @@ class RollupFolder:
             return 0
         metrics.PENDING_FOLDED.inc(moved)
         return moved
+
+    async def rebuild_incomplete(self) -> list[str]:
+        """Sum the history of groupings added since usage was stored; one replica does it, the others' folds wait."""
+        try:
+            async with self._db.connection() as conn:
+                if not await dimension_rollups.incomplete(conn):
+                    return []
+            rebuilt = await dimension_rollups.rebuild(self._db)
+        except (psycopg.Error, PoolTimeout) as error:
+            log.warning("roll-up rebuild failed; retrying next round", error=f"{type(error).__name__}: {error}"[:300])
+            return []
+        if rebuilt:
+            log.info("dimension roll-ups rebuilt from the stored usage", groupings=rebuilt)
+        return rebuilt

@@ -26,7 +26,7 @@ from cg_common.subjects import (
     USAGE_STREAM,
 )
 from cg_common.topology import Needs, Topology, require
-from cg_ledger import metrics
+from cg_ledger import dimension_rollups, metrics
 from cg_ledger.billing import BilledCostRecorder
 from cg_ledger.folding import RollupFolder
 from cg_ledger.key_health import KeyHealthRecorder
@@ -78,6 +78,15 @@ async def run(settings: LedgerSettings) -> None:
         js = nats.jetstream()
         topology = Topology.from_settings(settings)
         await require(js, topology, needs(topology))
+        async with db.connection() as conn:
+            changes = await dimension_rollups.bring_list_to(conn, settings.groupings())
+        if changes.added or changes.removed:
+            log.info(
+                "rolled-up groupings changed",
+                added=changes.added,
+                removed=changes.removed,
+                awaiting_rebuild=changes.incomplete,
+            )
         spec = usage_consumer_spec(settings, topology)
         consumer = BatchConsumer(nats, spec, UsageRecorder(db, nats, Pricer()))
         billing = BatchConsumer(nats, billing_consumer_spec(topology), BilledCostRecorder(db))

@@ -108,6 +108,13 @@ ROLLUP_COLUMNS = """bucket, key_id, source, provider, model, events, requests, i
                     output_tokens, cost, unpriced_events"""
 PENDING_SUMS = """sum(events), sum(requests), sum(input_tokens), sum(cached_input_tokens), sum(output_tokens),
                   sum(cost), sum(unpriced_events)"""
+DIMENSION_ROLLUP_COLUMNS = """grouping, bucket, value1, value2, events, requests, input_tokens, cached_input_tokens,
+                              output_tokens, cost, unpriced_events"""
+# A record's values for a grouping's two members (usage_member_value, migration 0011); `g` is the grouping's row.
+MEMBER_VALUES = """usage_member_value(g.first_member, {row}.key_id, {row}.source, {row}.provider, {row}.model,
+                                     {row}.attributes),
+                  usage_member_value(g.second_member, {row}.key_id, {row}.source, {row}.provider, {row}.model,
+                                     {row}.attributes)"""
 ROLLUP_ADD = """events = {t}.events + EXCLUDED.events, requests = {t}.requests + EXCLUDED.requests,
                 input_tokens = {t}.input_tokens + EXCLUDED.input_tokens,
                 cached_input_tokens = {t}.cached_input_tokens + EXCLUDED.cached_input_tokens,
@@ -145,12 +152,17 @@ inserted AS (
     ORDER BY s.source, s.event_id
     ON CONFLICT (source, event_id) DO NOTHING
     RETURNING id, recorded_at, source, event_id, occurred_at, provider, model, key_id, key_fingerprint, input_tokens,
-              cached_input_tokens, output_tokens, requests, cost
+              cached_input_tokens, output_tokens, requests, cost, attributes
 ),
 pending AS (
     INSERT INTO usage_rollup_pending ({ROLLUP_COLUMNS})
     SELECT date_trunc('hour', occurred_at, 'UTC'), key_id, source, provider, model, {ROLLUP_SUMS}
     FROM inserted GROUP BY 1, 2, 3, 4, 5
+),
+dimension_pending AS (
+    INSERT INTO usage_rollup_dimension_pending ({DIMENSION_ROLLUP_COLUMNS})
+    SELECT g.grouping, date_trunc('hour', i.occurred_at, 'UTC'), {MEMBER_VALUES.format(row="i")}, {ROLLUP_SUMS}
+    FROM inserted i CROSS JOIN usage_rollup_groupings g GROUP BY 1, 2, 3, 4
 )
 SELECT id, recorded_at, source, event_id, key_id, key_fingerprint FROM inserted
 """  # noqa: S608 - composed from constants only
@@ -173,6 +185,25 @@ daily AS (
     SELECT (bucket AT TIME ZONE 'UTC')::date, key_id, source, provider, model, {PENDING_SUMS}
     FROM moved GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
     ON CONFLICT ON CONSTRAINT usage_rollup_daily_group DO UPDATE SET {ROLLUP_ADD.format(t="usage_rollup_daily")}
+)
+SELECT count(*) AS moved FROM moved
+"""  # noqa: S608 - composed from constants only
+FOLD_DIMENSION_PENDING = f"""
+WITH moved AS (
+    DELETE FROM usage_rollup_dimension_pending RETURNING *
+),
+hourly AS (
+    INSERT INTO usage_rollup_dimension_hourly ({DIMENSION_ROLLUP_COLUMNS})
+    SELECT grouping, bucket, value1, value2, {PENDING_SUMS} FROM moved GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+    ON CONFLICT ON CONSTRAINT usage_rollup_dimension_hourly_group
+    DO UPDATE SET {ROLLUP_ADD.format(t="usage_rollup_dimension_hourly")}
+),
+daily AS (
+    INSERT INTO usage_rollup_dimension_daily ({DIMENSION_ROLLUP_COLUMNS})
+    SELECT grouping, (bucket AT TIME ZONE 'UTC')::date, value1, value2, {PENDING_SUMS}
+    FROM moved GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+    ON CONFLICT ON CONSTRAINT usage_rollup_dimension_daily_group
+    DO UPDATE SET {ROLLUP_ADD.format(t="usage_rollup_dimension_daily")}
 )
 SELECT count(*) AS moved FROM moved
 """  # noqa: S608 - composed from constants only
@@ -212,9 +243,11 @@ async def fold_pending(conn: Connection) -> int:
     row = await cursor.fetchone()
     if not row or not row["mine"]:
         return 0
-    cursor = await conn.execute(FOLD_PENDING)
-    row = await cursor.fetchone()
-    return int(row["moved"]) if row else 0
+    moved = 0
+    for statement in (FOLD_PENDING, FOLD_DIMENSION_PENDING):
+        row = await (await conn.execute(statement)).fetchone()
+        moved += int(row["moved"]) if row else 0
+    return moved
 
 
 async def recorded(conn: Connection, identities: Sequence[tuple[str, str]]) -> list[tuple[UsageRow, Stored]]:
@@ -281,6 +314,19 @@ async def apply_reprices(conn: Connection, changes: Sequence[Repriced]) -> None:
             [c.source for c in changes],
             [c.provider for c in changes],
             [c.model for c in changes],
+            [(c.new_cost or Decimal(0)) - (c.old_cost or Decimal(0)) for c in changes],
+            [(c.new_cost is None) - (c.old_cost is None) for c in changes],
+        ),
+    )
+    await conn.execute(
+        f"""INSERT INTO usage_rollup_dimension_pending ({DIMENSION_ROLLUP_COLUMNS})
+            SELECT g.grouping, date_trunc('hour', u.occurred_at, 'UTC'), {MEMBER_VALUES.format(row="u")},
+                   0, 0, 0, 0, 0, sum(c.cost_delta), sum(c.unpriced_delta)
+            FROM unnest(%s::bigint[], %s::numeric[], %s::bigint[]) AS c(id, cost_delta, unpriced_delta)
+            JOIN usage_events u ON u.id = c.id CROSS JOIN usage_rollup_groupings g
+            GROUP BY 1, 2, 3, 4""",  # noqa: S608 - constant columns
+        (
+            [c.id for c in changes],
             [(c.new_cost or Decimal(0)) - (c.old_cost or Decimal(0)) for c in changes],
             [(c.new_cost is None) - (c.old_cost is None) for c in changes],
         ),

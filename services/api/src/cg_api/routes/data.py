@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from psycopg.errors import LockNotAvailable
 
-from cg_api import usage_repo
+from cg_api import dimension_params, summary_repo, usage_repo
 from cg_api.auth import Authenticated
 from cg_api.cursor import MAX_CURSOR_CHARS, BadCursorError, decode_cursor, encode_cursor
 from cg_api.deps import DbDep
@@ -21,6 +21,7 @@ Cursor = Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS, description="n
 
 @router.get("/data", response_model=UsagePage)
 async def list_usage(
+    request: Request,
     db: DbDep,
     key_id: Annotated[int | None, Query(ge=1, le=2**63 - 1, description="Only this stored key's usage.")] = None,
     model: TextFilter = None,
@@ -33,7 +34,8 @@ async def list_usage(
         str | None, Query(max_length=MAX_CURSOR_CHARS, description="next_cursor of the page before.")
     ] = None,
 ) -> UsagePage:
-    """Usage records newest first (occurred_at, then id, descending); follow `next_cursor` until it is null."""
+    """Usage records newest first (occurred_at, then id, descending); follow `next_cursor` until it is null.
+    `attributes.<dimension>=<value>` (e.g. `attributes.team=search`) narrows them like the other filters."""
     try:
         after = decode_cursor(cursor) if cursor is not None else None
     except BadCursorError as error:
@@ -41,10 +43,17 @@ async def list_usage(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             detail=[{"loc": ["query", "cursor"], "msg": str(error), "type": "value_error"}],
         ) from None
+    rolled = await summary_repo.rolled_up(db)
     where = usage_repo.UsageFilter(
-        key_id=key_id, model=model, source=source, provider=provider, since=since, until=until
+        key_id=key_id,
+        model=model,
+        source=source,
+        provider=provider,
+        since=since,
+        until=until,
+        attributes=dimension_params.filters_of(request, rolled),
     )
-    rows = await usage_repo.page(db, where, after=after, limit=limit + 1)
+    rows = await usage_repo.page(db, where, after=after, limit=limit + 1, complete=rolled.complete)
     items = [UsageRecordOut.from_row(row) for row in rows[:limit]]
     more = len(rows) > limit
     next_cursor = encode_cursor(items[-1].occurred_at, items[-1].id) if more else None

@@ -8,14 +8,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 
-from cg_api import source_patterns, summary_repo, usage_ingest
+from cg_api import dimension_params, source_patterns, summary_repo, usage_ingest
 from cg_api.auth import Authenticated, PrincipalDep
 from cg_api.deps import DbDep, ResourcesDep
 from cg_api.schemas import ErrorOut
 from cg_api.unavailable import DependencyUnavailableError, UnavailableOut
 from cg_api.usage_schemas import (
+    DimensionsOut,
     GroupBy,
     IngestAccepted,
+    RolledUpGrouping,
     TextFilter,
     UsageFigures,
     UsageGroup,
@@ -100,12 +102,13 @@ async def ingest_events(request: Request, resources: ResourcesDep, principal: Pr
 
 @router.get("/summary", response_model=UsageSummary)
 async def summary(
+    request: Request,
     db: DbDep,
     group_by: Annotated[
         GroupBy,
         Query(
-            description="What to group by: key, model, source, provider or day (the UTC day), or two of them "
-            "comma-separated (`day,model`)."
+            description="What to group by: key, model, source, provider, day (the UTC day) or a dimension "
+            "`attributes.<name>`, or two of them comma-separated (`day,model`, `attributes.team,model`)."
         ),
     ] = "model",
     since: Annotated[
@@ -118,7 +121,8 @@ async def summary(
     provider: TextFilter = None,
 ) -> UsageSummary:
     """Events, requests, tokens and cost per group over [since, until), with totals; exact for any range. `key_id`,
-    `model`, `source` and `provider` narrow it to the usage they name (combined, all must match)."""
+    `model`, `source`, `provider` and `attributes.<dimension>=<value>` (e.g. `attributes.team=search`) narrow it to
+    the usage they name (combined, all must match)."""
     until = until or datetime.now(UTC)
     since = since or _days_before(until, DEFAULT_SUMMARY_DAYS)
     if since > until:
@@ -126,11 +130,36 @@ async def summary(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             detail=[{"loc": ["query", "since"], "msg": "since must not be after until", "type": "value_error"}],
         )
-    filters = summary_repo.Filters(key_id=key_id, model=model, source=source, provider=provider)
+    rolled = await summary_repo.rolled_up(db)
     groupings = parse_group_by(group_by)
-    rows = await summary_repo.summarize(db, since=since, until=until, group_by=groupings, filters=filters)
+    for grouping in groupings:
+        dimension_params.require_dimension(grouping, rolled, parameter="group_by")
+    filters = summary_repo.Filters(
+        key_id=key_id,
+        model=model,
+        source=source,
+        provider=provider,
+        attributes=dimension_params.filters_of(request, rolled),
+    )
+    rows = await summary_repo.summarize(
+        db, since=since, until=until, group_by=groupings, filters=filters, rolled=rolled
+    )
     groups = [_group(row, groupings) for row in rows]
     return UsageSummary(since=since, until=until, group_by=group_by, groups=groups, totals=_totals(groups))
+
+
+@router.get("/dimensions", response_model=DimensionsOut)
+async def dimensions(db: DbDep) -> DimensionsOut:
+    """The dimensions usable as `attributes.<name>` in group_by and filters, and the groupings the ledger rolls up
+    for them; a grouping not `complete` yet is being rebuilt (queries on it are exact, read from the records)."""
+    rolled = await summary_repo.rolled_up(db)
+    return DimensionsOut(
+        dimensions=list(rolled.dimensions),
+        groupings=[
+            RolledUpGrouping(name=g.name, members=list(g.members), complete=g.name in rolled.complete)
+            for g in rolled.groupings
+        ],
+    )
 
 
 def _group(row: dict[str, Any], groupings: tuple[str, ...]) -> UsageGroup:

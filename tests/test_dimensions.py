@@ -1,0 +1,272 @@
+"""Dimensions (`attributes.<name>`): GET /usage/summary and GET /data grouped and filtered by them, against rows
+recorded with the ledger's own SQL and checked against aggregations computed straight from the events."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cg_api.summary_repo import Filters, Plan, RolledUp
+from cg_common.dimensions import DimensionSettings, Grouping
+from tests.support.keys import fake_openai_key
+from tests.support.usage_rows import UsageRow, fold, insert_usage, record, roll_up
+
+START = datetime(2026, 5, 30, 22, tzinfo=UTC)  # three days across a month's end
+FIGURES = ("events", "requests", "input_tokens", "cached_input_tokens", "output_tokens", "unpriced_events")
+DIMENSIONS = ("team", "project", "customer", "feature")
+VALUES: dict[str, list[Any]] = {
+    "team": ["search", "ads", 7, True],  # numbers and booleans compare by their JSON text
+    "project": ["p1", "p2", "p3"],
+    "customer": ["c1", "c2", "c3", "c4", "c5"],
+    "feature": ["chat", "embed"],
+}
+BASE = {"model": ["gpt-4o-mini-2024-07-18", "o3-mini"], "source": ["//a", "//b", "//c"], "provider": ["openai", "az"]}
+
+
+@pytest.fixture
+def db(database_url: str, api: httpx.AsyncClient) -> Iterator[psycopg.Connection[Any]]:
+    with psycopg.connect(database_url) as conn:
+        yield conn
+
+
+@pytest.fixture
+async def keys(api: httpx.AsyncClient, database_url: str) -> list[int | None]:
+    """Two stored keys (and None: usage of no stored key), with the default dimensions rolled up."""
+    await roll_up(database_url)
+    ids: list[int | None] = []
+    for n in range(2):
+        response = await api.post("/keys", json={"label": f"key {n}", "api_key": fake_openai_key()})
+        ids.append(response.json()["id"])
+    return [*ids, None]
+
+
+def text_of(value: Any) -> str | None:
+    """A dimension's value as the api groups it: a string as it is, anything else by its JSON text."""
+    if value is None:
+        return None
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def member_of(row: UsageRow, member: str) -> Any:
+    if member == "day":
+        return row.occurred_at.date().isoformat()
+    if member.startswith("attributes."):
+        return text_of(row.attributes.get(member.removeprefix("attributes.")))
+    return {"key": row.key_id, "model": row.model, "source": row.source, "provider": row.provider}[member]
+
+
+def expected(rows: list[UsageRow], group_by: list[str]) -> dict[tuple[Any, ...], dict[str, Any]]:
+    sums: dict[tuple[Any, ...], dict[str, Any]] = defaultdict(lambda: dict.fromkeys((*FIGURES, "cost"), 0))
+    for row in rows:
+        group = sums[tuple(member_of(row, m) for m in group_by)]
+        group["events"] += 1
+        group["requests"] += row.requests
+        group["input_tokens"] += row.input_tokens
+        group["cached_input_tokens"] += row.cached_input_tokens
+        group["output_tokens"] += row.output_tokens
+        group["unpriced_events"] += row.cost is None
+        group["cost"] += row.cost or 0
+    return {group: {**figures, "cost": Decimal(figures["cost"])} for group, figures in sums.items()}
+
+
+def got(body: dict[str, Any], width: int) -> dict[tuple[Any, ...], dict[str, Any]]:
+    return {
+        tuple(g["group"]) if width == 2 else (g["group"],): {
+            **{name: g[name] for name in FIGURES},
+            "cost": Decimal(g["cost"]),
+        }
+        for g in body["groups"]
+    }
+
+
+def matches(row: UsageRow, filters: dict[str, Any]) -> bool:
+    return all(member_of(row, "key" if name == "key_id" else name) == value for name, value in filters.items())
+
+
+# --- the property: any events, any selection, exactly what the events say ------------------------------------------
+
+MOMENTS = st.builds(
+    lambda hours, seconds, micro: START + timedelta(hours=hours, seconds=seconds, microseconds=micro),
+    st.integers(0, 60),
+    st.sampled_from([0, 0, 1, 59, 1799, 3599]),
+    st.sampled_from([0, 0, 1, 999_999]),
+)
+
+
+@st.composite
+def usage_rows(draw: st.DrawFn, keys: list[int | None]) -> list[UsageRow]:
+    rows = []
+    for n in range(draw(st.integers(1, 40))):
+        attributes = {
+            name: draw(st.sampled_from(VALUES[name])) for name in DIMENSIONS if draw(st.integers(0, 3))
+        }  # a quarter of them lack each dimension
+        if draw(st.booleans()):
+            attributes["note"] = "not a dimension"
+        rows.append(
+            UsageRow(
+                occurred_at=draw(MOMENTS),
+                event_id=f"e{n}",
+                key_id=draw(st.sampled_from(keys)),
+                **{member: draw(st.sampled_from(values)) for member, values in BASE.items()},
+                input_tokens=(tokens := draw(st.integers(1, 10**6))),
+                cached_input_tokens=draw(st.integers(0, tokens)),
+                output_tokens=draw(st.integers(0, 10**5)),
+                requests=draw(st.integers(1, 5)),
+                cost=draw(st.none() | st.decimals(min_value=0, max_value=5, places=12)),
+                attributes=attributes,
+            )
+        )
+    return rows
+
+
+@st.composite
+def selections(draw: st.DrawFn, keys: list[int | None]) -> tuple[list[str], dict[str, Any], datetime, datetime]:
+    members = ["key", "model", "source", "provider", "day", *(f"attributes.{d}" for d in DIMENSIONS)]
+    group_by = draw(st.lists(st.sampled_from(members), min_size=1, max_size=2, unique=True))
+    filters: dict[str, Any] = {}
+    for name in draw(st.lists(st.sampled_from(["key_id", *BASE, *DIMENSIONS]), max_size=3, unique=True)):
+        if name == "key_id":
+            stored = [k for k in keys if k is not None]
+            filters["key_id"] = draw(st.sampled_from(stored))
+        elif name in BASE:
+            filters[name] = draw(st.sampled_from(BASE[name]))
+        else:
+            filters[f"attributes.{name}"] = text_of(draw(st.sampled_from(VALUES[name])))
+    since, until = sorted([draw(MOMENTS), draw(MOMENTS)])
+    return group_by, filters, since, until
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+async def test_summary_and_data_equal_the_events_for_any_selection(
+    api: httpx.AsyncClient, db: psycopg.Connection[Any], keys: list[int | None], data: st.DataObject
+) -> None:
+    """Random events with random dimensions, times, keys and sources, some sent again (the first one counts), part
+    folded into the roll-ups and part pending; any grouping and filters over any range, on or off the hour."""
+    db.execute("SELECT clear_usage()")
+    db.commit()
+    rows = data.draw(usage_rows(keys))
+    resent = data.draw(st.lists(st.sampled_from(rows), max_size=5))
+    split = data.draw(st.integers(0, len(rows)))
+    insert_usage(db, rows[:split])
+    fold(db)
+    record(db, [*rows[split:], *resent])
+    for _ in range(3):
+        group_by, filters, since, until = data.draw(selections(keys))
+        chosen = [r for r in rows if since <= r.occurred_at < until and matches(r, filters)]
+        window = {"since": since.isoformat(), "until": until.isoformat()}
+        response = await api.get("/usage/summary", params={"group_by": ",".join(group_by), **window, **filters})
+        assert response.status_code == 200, response.text
+        assert got(response.json(), len(group_by)) == expected(chosen, group_by), (group_by, filters, since, until)
+        ids = await walk(api, {**window, **filters, "limit": data.draw(st.integers(1, 9))})
+        assert sorted(ids) == sorted(ids_of(db, chosen)), (filters, since, until)
+
+
+async def walk(api: httpx.AsyncClient, params: dict[str, Any]) -> list[int]:
+    """Every record id GET /data gives for `params`, following the cursors; none twice."""
+    walked: list[int] = []
+    cursor: str | None = None
+    while True:
+        response = await api.get("/data", params=params | ({"cursor": cursor} if cursor else {}))
+        assert response.status_code == 200, response.text
+        body = response.json()
+        walked += [item["id"] for item in body["items"]]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            assert len(walked) == len(set(walked))
+            return walked
+
+
+def ids_of(db: psycopg.Connection[Any], rows: list[UsageRow]) -> list[int]:
+    """The stored ids of these events."""
+    wanted = {(r.source, r.event_id) for r in rows}
+    stored = db.execute("SELECT id, source, event_id FROM usage_events").fetchall()
+    db.commit()
+    return [row_id for row_id, source, event_id in stored if (source, event_id) in wanted]
+
+
+# --- what reads what ------------------------------------------------------------------------------------------------
+
+ROLLED = RolledUp(
+    tuple(DimensionSettings.model_construct().groupings()),
+    frozenset(g.name for g in DimensionSettings.model_construct().groupings()),
+)
+
+
+@pytest.mark.parametrize(
+    ("group_by", "filters", "plan"),
+    [
+        (("model",), Filters(source="//a"), Plan("base")),
+        (("attributes.customer",), Filters(), Plan("dimension", Grouping("attributes.customer"))),
+        (("day", "attributes.team"), Filters(), Plan("dimension", Grouping("attributes.team"))),
+        (
+            ("attributes.team",),
+            Filters(attributes=(("project", "p1"),)),
+            Plan("dimension", Grouping("attributes.team", "attributes.project")),
+        ),
+        (("attributes.team", "model"), Filters(), Plan("dimension", Grouping("attributes.team", "model"))),
+        (("attributes.customer", "model"), Filters(), Plan("records")),
+        (("attributes.team",), Filters(source="//a"), Plan("records")),
+    ],
+)
+def test_the_smallest_complete_grouping_answers(group_by: tuple[str, ...], filters: Filters, plan: Plan) -> None:
+    assert Plan.choose(group_by, filters, ROLLED) == plan
+
+
+def test_an_incomplete_grouping_is_not_read() -> None:
+    rebuilding = RolledUp(ROLLED.groupings, ROLLED.complete - {"attributes.customer"})
+    assert Plan.choose(("attributes.customer",), Filters(), rebuilding) == Plan("records")
+
+
+# --- the api's answers to bad or unknown names -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("params", "named"),
+    [
+        ({"group_by": "attributes.region"}, "'region' is not a dimension"),
+        ({"group_by": "attributes.", "since": "2026-01-01T00:00:00Z"}, "unknown grouping"),
+        ({"attributes.region": "eu"}, "'region' is not a dimension"),
+        ({"attributes.te am": "x"}, "not an attribute name"),
+        ({"attributes.team": ""}, "a value of 1 to 512"),
+        ({"attributes.team": "x" * 513}, "a value of 1 to 512"),
+    ],
+)
+async def test_unknown_dimensions_and_bad_filters_are_a_clear_422(
+    api: httpx.AsyncClient, keys: list[int | None], params: dict[str, str], named: str
+) -> None:
+    for path in ("/usage/summary", "/data"):
+        if path == "/data" and "group_by" in params:
+            continue
+        response = await api.get(path, params=params)
+        assert response.status_code == 422, response.text
+        assert named in response.text
+
+
+async def test_a_filter_given_twice_is_refused(api: httpx.AsyncClient, keys: list[int | None]) -> None:
+    response = await api.get("/data?attributes.team=a&attributes.team=b")
+    assert response.status_code == 422
+    assert "give one value" in response.text
+
+
+async def test_dimensions_lists_what_is_rolled_up(api: httpx.AsyncClient, keys: list[int | None]) -> None:
+    body = (await api.get("/usage/dimensions")).json()
+    assert body["dimensions"] == ["customer", "feature", "project", "team"]
+    assert {g["name"]: g["complete"] for g in body["groupings"]} == {
+        "attributes.customer": True,
+        "attributes.feature": True,
+        "attributes.project": True,
+        "attributes.team": True,
+        "attributes.team+attributes.project": True,
+        "attributes.team+model": True,
+    }
