@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import httpx
 import nats
@@ -23,8 +23,8 @@ from cg_common.probes import ProbeRequest
 from cg_common.subjects import BILLING_STREAM, USAGE_STREAM
 from cg_common.usage_event import parse_usage_event
 from cg_prober.org_state import UsageFigures
-from cg_prober.organization import late_addition
-from tests.fake_openai import FakeServer, fake_key, running_fake_openai
+from cg_prober.org_usage import late_addition, new_events
+from tests.fake_openai import FakeServer, fake_key, organization, running_fake_openai
 from tests.support.leaks import database_holds, nats_holds
 from tests.support.probing import (
     probe_request,
@@ -47,6 +47,7 @@ from tests.support.roles import service_role
 from tests.support.usage import count_rows, dead_letters, wait_until
 
 SLOW_MS = 2500
+ATTRIBUTES = {"bucket_width", "project", "project_name", "user", "openai_api_key_id"}
 
 
 @pytest.fixture(scope="module")
@@ -304,7 +305,7 @@ def test_admin_key_organization_usage_is_recorded_once_even_when_pulled_twice(
         conn.execute("SELECT 1 FROM usage_events LIMIT 1")
 
 
-def test_usage_openai_adds_to_an_hour_after_it_ended_is_recorded_once(
+def test_organization_usage_arrives_once_per_project_user_and_key_with_its_attributes_late_additions_included(
     prober_env: dict[str, str],
     database_url: str,
     ledger_env: dict[str, str],
@@ -312,8 +313,10 @@ def test_usage_openai_adds_to_an_hour_after_it_ended_is_recorded_once(
     fake: FakeServer,
     tmp_path: Path,
 ) -> None:
-    """OpenAI reports more usage for two recent hours after they were recorded: the next probe sends what was added,
-    once, and a probe after that sends nothing more; the ledger's totals end equal to what OpenAI says now."""
+    """Usage pulled per model, project, user and API key: the ledger ends with OpenAI's figures for each of those
+    combinations, attributed (`project`, `project_name`, `user`, `openai_api_key_id` where OpenAI reports them).
+    OpenAI then reports more usage for two recent hours: the next probe sends what was added, once, to the same
+    combinations, and a probe after that sends nothing more."""
     admin = fake_key(admin=True)
     key_id = store_key(database_url, master_key, admin, kind="admin")
     source = organization_source(fingerprint(admin))
@@ -338,16 +341,26 @@ def test_usage_openai_adds_to_an_hour_after_it_ended_is_recorded_once(
             probe()
             before = recorded_totals(database_url, source)
             assert before[1:] == served_totals(fake)
+            assert recorded_by_attribution(database_url, source) == served_by_attribution(fake)
             fake.fake.late_usage.update({last_hour: 2, last_hour - 2 * 3600: 1})
             probe()
             after = recorded_totals(database_url, source)
             assert after[1:] == served_totals(fake) and after[1:] != before[1:]
             late_groups = sum(1 for (hour, _group) in fake.fake.served_usage if hour in fake.fake.late_usage)
-            assert after[0] == before[0] + late_groups  # one late addition per group of those hours
+            assert after[0] == before[0] + late_groups  # one late addition per combination of those hours
+            assert recorded_by_attribution(database_url, source) == served_by_attribution(fake)
             probe()
             assert recorded_totals(database_url, source) == after  # pulled again, nothing new: nothing more
     finally:
         fake.fake.late_usage.clear()
+    attributes = recorded_attributes(database_url, source)
+    names = {project.id: project.name for project in organization.PROJECTS}
+    assert {a["project"] for a in attributes} == set(names)  # the archived project's usage is there, named
+    assert all(a["project_name"] == names[a["project"]] and a["bucket_width"] == "1h" for a in attributes)
+    assert all(set(a) <= ATTRIBUTES and "-" not in a.values() for a in attributes)
+    assert any("user" not in a for a in attributes)  # a service account's key: OpenAI reports no user
+    assert any("openai_api_key_id" not in a for a in attributes)  # usage without an API key
+    assert {a.get("user") for a in attributes} == {u for _key, _project, u in organization.USAGE_OWNERS}
 
 
 def test_a_late_addition_is_what_a_bucket_holds_beyond_the_record() -> None:
@@ -374,6 +387,34 @@ def test_a_late_addition_is_what_a_bucket_holds_beyond_the_record() -> None:
     assert late_addition(event, lowered) is None  # usage cannot be taken back: the record stays
 
 
+def test_a_group_that_had_usage_sent_without_users_goes_on_as_a_whole() -> None:
+    """A previous-version prober (during a rolling update, or after a rollback) sent an addition to a group this
+    version had sent per user: the group's entry now holds more than its users' add up to, so only the group's total
+    beyond its entry goes out, under the group's id, without a user. While they agree, each user goes on alone."""
+    hour = 1_764_576_000
+    group = f"{hour}:gpt-4o:proj_a:-"
+
+    def result(user: str, requests: int) -> dict[str, Any]:
+        return {"object": "organization.usage.completions.result", "model": "gpt-4o", "project_id": "proj_a",
+                "user_id": user, "api_key_id": None, "num_model_requests": requests, "input_tokens": 100 * requests,
+                "input_cached_tokens": 0, "output_tokens": 10 * requests}  # fmt: skip
+
+    def figures(requests: int) -> UsageFigures:
+        return UsageFigures(requests, 100 * requests, 0, 10 * requests)
+
+    results = [result("user-a", 5), result("user-b", 4)]
+    per_user = {f"{group}:user-a": figures(3), f"{group}:user-b": figures(2)}
+    agreeing = new_events("//x", hour, results, {**per_user, group: figures(5)}, {"proj_a": "Search"})
+    assert [(event["id"], event["data"]["requests"], event["data"]["attributes"]["user"]) for event, _ in agreeing] == [
+        (f"{group}:user-a|after:3:300:0:30", 2, "user-a"),
+        (f"{group}:user-b|after:2:200:0:20", 2, "user-b"),
+    ]
+    [(whole, whole_group)] = new_events("//x", hour, results, {**per_user, group: figures(6)}, {"proj_a": "Search"})
+    assert (whole["id"], whole_group) == (f"{group}|after:6:600:0:60", group)
+    assert UsageFigures.of_event(whole) == figures(3)  # 9 reported, 6 sent: 3, once
+    assert whole["data"]["attributes"] == {"bucket_width": "1h", "project": "proj_a", "project_name": "Search"}
+
+
 def recorded_totals(database_url: str, source: str) -> tuple[int, ...]:
     """Rows, input, output and cached tokens, and requests the ledger recorded for `source`."""
     with psycopg.connect(database_url) as conn:
@@ -384,6 +425,37 @@ def recorded_totals(database_url: str, source: str) -> tuple[int, ...]:
         ).fetchone()
     assert row is not None
     return tuple(int(v or 0) for v in row)
+
+
+def recorded_by_attribution(database_url: str, source: str) -> dict[tuple[Any, ...], tuple[int, ...]]:
+    """Input, output and cached tokens, and requests the ledger recorded for `source` per (hour, model, project,
+    user, OpenAI key), late additions summed into their bucket."""
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            """SELECT extract(epoch FROM occurred_at)::bigint, model, attributes,
+                      input_tokens, output_tokens, cached_input_tokens, requests
+               FROM usage_events WHERE source = %s""",
+            (source,),
+        ).fetchall()
+    totals: dict[tuple[Any, ...], tuple[int, ...]] = {}
+    for hour, model, attributes, *figures in rows:
+        key = (hour, model, attributes.get("project"), attributes.get("user"), attributes.get("openai_api_key_id"))
+        totals[key] = tuple(a + b for a, b in zip(totals.get(key, (0, 0, 0, 0)), figures, strict=True))
+    return totals
+
+
+def recorded_attributes(database_url: str, source: str) -> list[dict[str, Any]]:
+    with psycopg.connect(database_url) as conn:
+        return [row[0] for row in conn.execute("SELECT attributes FROM usage_events WHERE source = %s", (source,))]
+
+
+def served_by_attribution(fake: FakeServer) -> dict[tuple[Any, ...], tuple[int, ...]]:
+    """What the fake OpenAI last served per (hour, model, project, user, OpenAI key), the prober's groupings."""
+    figures = ("input_tokens", "output_tokens", "input_cached_tokens", "num_model_requests")
+    return {
+        (hour, *group): tuple(result[name] for name in figures)
+        for (hour, group), result in fake.fake.served_usage.items()
+    }
 
 
 def served_totals(fake: FakeServer) -> tuple[int, ...]:

@@ -1,8 +1,10 @@
 """The fake's HTTP side: OpenAI's paths, bodies, error envelope and headers; what happens depends on the key.
 
 A key names its behaviour right after its prefix (`fake_key("quota")` → `sk-proj-quota-…`); unknown names behave as
-`valid`. Admin keys (`sk-admin-…`) also read the organization's usage and costs. Every request is counted per key, so
-tests can check that a failing key is not hammered, and a `flaky` key fails deterministically (odd-numbered requests).
+`valid`. Admin keys (`sk-admin-…`) also read the organization's usage, costs and projects; a `usageonly` admin key
+reads usage and costs but is refused the projects (403, as a key without that permission is). Every request is
+counted per key, so tests can check that a failing key is not hammered, and a `flaky` key fails deterministically
+(odd-numbered requests).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from starlette.routing import Route
 
 from tests.fake_openai import organization
 
-BEHAVIOURS = ("valid", "invalid", "quota", "ratelimited", "slow", "flaky", "down", "echo")
+BEHAVIOURS = ("valid", "invalid", "quota", "ratelimited", "slow", "flaky", "down", "echo", "usageonly")
 PREFIXES = ("sk-admin-", "sk-proj-", "sk-svcacct-", "sk-")
 ALPHABET = string.ascii_letters + string.digits
 MODEL_IDS = ("gpt-4o-mini", "gpt-4o-mini-2024-07-18", "gpt-4o", "gpt-4o-2024-08-06")
@@ -67,12 +69,15 @@ class FakeOpenAI:
         self.served_usage: dict[tuple[int, tuple[Any, ...]], dict[str, Any]] = {}
         self.late_usage: dict[int, int] = {}  # hour start → requests per group reported after the hour ended
         self.served_costs: dict[tuple[int, Any], dict[str, Any]] = {}
+        # At most this many projects a page (OpenAI's limit is 100): tests lower it to make a caller follow pages.
+        self.projects_page_max = organization.MAX_PROJECTS_LIMIT
         self.app = Starlette(
             routes=[
                 Route("/v1/models", self.models),
                 Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
                 Route("/v1/organization/usage/completions", self.usage_completions),
                 Route("/v1/organization/costs", self.costs),
+                Route("/v1/organization/projects", self.projects),
             ]
         )
 
@@ -214,7 +219,7 @@ class FakeOpenAI:
         query = request.query_params
         bucket_width = query.get("bucket_width", "1d")
         group_by = [g for g in query.getlist("group_by") + query.getlist("group_by[]") if g]
-        problem = _check_range(query.get("start_time"), bucket_width, ("1m", "1h", "1d"))
+        problem = _check_range(query.get("start_time"), bucket_width, ("1m", "1h", "1d")) or _check_grouping(group_by)
         if problem:
             return problem
         page = organization.usage_page(
@@ -252,6 +257,48 @@ class FakeOpenAI:
             for result in bucket["results"]:
                 self.served_costs[(bucket["start_time"], result["project_id"])] = result
         return _json(page)
+
+    async def projects(self, request: Request) -> JSONResponse:
+        key, refusal = await self._gate(request, admin_only=True)
+        if refusal:
+            return refusal
+        if behaviour_of(key) == "usageonly":
+            return _error(
+                403,
+                "You have insufficient permissions for this operation. Missing scopes: api.management.read.",
+                type_="invalid_request_error",
+                code=None,
+            )
+        query = request.query_params
+        limit = query.get("limit", str(organization.DEFAULT_PROJECTS_LIMIT))
+        if not limit.isdigit() or not 1 <= int(limit) <= organization.MAX_PROJECTS_LIMIT:
+            return _error(
+                400,
+                f"Invalid limit '{limit}': it must be between 1 and 100.",
+                type_="invalid_request_error",
+                code=None,
+                param="limit",
+            )
+        return _json(
+            organization.projects_page(
+                after=query.get("after"),
+                limit=min(int(limit), self.projects_page_max),
+                include_archived=query.get("include_archived", "false").lower() == "true",
+            )
+        )
+
+
+def _check_grouping(group_by: list[str]) -> JSONResponse | None:
+    unknown = [field for field in group_by if field not in organization.USAGE_GROUPINGS]
+    if not unknown:
+        return None
+    return _error(
+        400,
+        f"Invalid group_by '{unknown[0]}': it must be one of {', '.join(organization.USAGE_GROUPINGS)}.",
+        type_="invalid_request_error",
+        code=None,
+        param="group_by",
+    )
 
 
 def _check_range(start_time: str | None, bucket_width: str, allowed: tuple[str, ...]) -> JSONResponse | None:

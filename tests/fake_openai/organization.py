@@ -1,5 +1,6 @@
-"""The organization's usage and costs the fake serves to admin keys: a fixed, deterministic dataset, bucketed and
-paginated as OpenAI's `/organization/usage/completions` and `/organization/costs` do."""
+"""The organization the fake serves to admin keys: its projects and a fixed, deterministic dataset of usage and
+costs, bucketed, grouped and paginated as OpenAI's `/organization/usage/completions`, `/organization/costs` and
+`/organization/projects` do."""
 
 from __future__ import annotations
 
@@ -12,36 +13,68 @@ from typing import Any
 HOUR = 3600
 DAY = 86_400
 MODELS = ("gpt-4o-mini-2024-07-18", "gpt-4o-2024-08-06")
-PROJECTS = ("proj_alpha", "proj_beta")
-API_KEY_IDS = ("key_aaaa", "key_bbbb")
+
+
+@dataclass(frozen=True)
+class Project:
+    id: str
+    name: str
+    created_at: int
+    archived_at: int | None = None
+
+
+PROJECTS = (
+    Project("proj_alpha", "Search", 1_711_471_533),
+    Project("proj_beta", "Checkout", 1_714_000_000),
+    Project("proj_gamma", "Pilot 2024", 1_717_000_000, archived_at=1_735_689_600),  # listed with include_archived
+)
+PROJECT_IDS = tuple(project.id for project in PROJECTS)
+# Who used what: (api key id, project, user). A key belongs to one user or to a service account (no user); usage
+# without an API key (the Playground) has none, and there several users share one (model, project, key) group.
+USAGE_OWNERS: tuple[tuple[str | None, str, str | None], ...] = (
+    ("key_aaaa", "proj_alpha", "user-alice"),
+    ("key_bbbb", "proj_alpha", None),
+    ("key_cccc", "proj_beta", "user-bob"),
+    ("key_dddd", "proj_beta", "user-alice"),
+    ("key_eeee", "proj_gamma", "user-bob"),
+    (None, "proj_alpha", "user-alice"),
+    (None, "proj_alpha", "user-carol"),
+)
+# Fields usage can be grouped by (OpenAI's `group_by` values for completions).
+USAGE_GROUPINGS = ("project_id", "user_id", "api_key_id", "model", "batch", "service_tier")
 # Buckets per page when the caller gives no `limit`, as OpenAI documents them.
 DEFAULT_LIMITS = {"1m": 60, "1h": 24, "1d": 7}
 MAX_LIMITS = {"1m": 1440, "1h": 168, "1d": 31}
 MAX_COST_LIMIT = 180
+DEFAULT_PROJECTS_LIMIT = 20
+MAX_PROJECTS_LIMIT = 100
 
 
 @dataclass(frozen=True)
 class UsageRecord:
-    """One hour's completions usage of one (model, project, api key)."""
+    """One hour's completions usage of one (model, project, api key, user)."""
 
     hour: int  # bucket start, Unix seconds
     model: str
     project_id: str
-    api_key_id: str
+    api_key_id: str | None
+    user_id: str | None
     input_tokens: int
     cached_tokens: int
     output_tokens: int
     requests: int
+    batch: bool = False
+    service_tier: str = "default"
 
 
 def usage_records(hour: int, late: int = 0) -> list[UsageRecord]:
     """What happened in one hour: the same numbers for the same hour, every time it is asked, plus `late` requests
-    per group that OpenAI reported after the hour ended."""
+    per record that OpenAI reported after the hour ended."""
     records = []
     for m, model in enumerate(MODELS):
-        for p, project in enumerate(PROJECTS):
-            seed = (hour // HOUR) % 97 + 10 * m + 3 * p + 1
-            if seed % 5 == 0:  # some groups are idle in some hours, as real ones are
+        for o, (api_key_id, project, user) in enumerate(USAGE_OWNERS):
+            seed = (hour // HOUR) % 97 + 10 * m + 3 * o + 1
+            if seed % 5 == 0:  # some are idle in some hours, as real ones are
                 continue
             seed += late
             records.append(
@@ -49,7 +82,8 @@ def usage_records(hour: int, late: int = 0) -> list[UsageRecord]:
                     hour=hour,
                     model=model,
                     project_id=project,
-                    api_key_id=API_KEY_IDS[(m + p) % 2],
+                    api_key_id=api_key_id,
+                    user_id=user,
                     input_tokens=1000 * seed,
                     cached_tokens=100 * seed,
                     output_tokens=250 * seed,
@@ -61,7 +95,7 @@ def usage_records(hour: int, late: int = 0) -> list[UsageRecord]:
 
 def daily_cost(day: int, project_id: str) -> Decimal:
     """Billed USD of one project on one day."""
-    return Decimal((day // DAY) % 31 + 1 + PROJECTS.index(project_id)) / 100
+    return Decimal((day // DAY) % 31 + 1 + PROJECT_IDS.index(project_id)) / 100
 
 
 def encode_page(start: int) -> str:
@@ -145,8 +179,8 @@ def costs_page(
     while start < end_time and len(buckets) < size:
         results = []
         per_project = "project_id" in group_by
-        for project in PROJECTS if per_project else (None,):
-            projects = [project] if project else list(PROJECTS)
+        for project in PROJECT_IDS if per_project else (None,):
+            projects = [project] if project else list(PROJECT_IDS)
             value = sum((daily_cost(start, p) for p in projects), Decimal(0))
             results.append(
                 {
@@ -159,6 +193,32 @@ def costs_page(
         buckets.append({"object": "bucket", "start_time": start, "end_time": start + DAY, "results": results})
         start += DAY
     return _page(buckets, next_start=start if start < end_time else None)
+
+
+def projects_page(*, after: str | None, limit: int, include_archived: bool) -> dict[str, Any]:
+    """A page of the organization's projects in creation order, from the one after `after` (an id; an unknown one
+    leaves nothing after it), as OpenAI's cursor lists answer: `first_id`, `last_id`, `has_more`."""
+    listed = [project for project in PROJECTS if include_archived or project.archived_at is None]
+    ids = [project.id for project in listed]
+    first = 0 if after is None else ids.index(after) + 1 if after in ids else len(ids)
+    data = [
+        {
+            "object": "organization.project",
+            "id": project.id,
+            "name": project.name,
+            "created_at": project.created_at,
+            "archived_at": project.archived_at,
+            "status": "archived" if project.archived_at else "active",
+        }
+        for project in listed[first : first + limit]
+    ]
+    return {
+        "object": "list",
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": first + limit < len(listed),
+    }
 
 
 def _page(buckets: list[dict[str, Any]], *, next_start: int | None) -> dict[str, Any]:

@@ -3,9 +3,10 @@
 
 - `usage.<fingerprint>`: `{"until": <Unix s>}`, where the last complete usage pull ended; the next starts
   LATE_USAGE_HOURS before it (OpenAI may still add to recent hours).
-- `usage.<fingerprint>.<hour>`: `{"figures": {<event id>: [requests, input, cached, output]}, "pending": [<events>]}`,
-  everything emitted for the buckets of that hour (late additions summed in), and the events of the latest emission
-  until JetStream has acknowledged them.
+- `usage.<fingerprint>.<hour>`: `{"figures": {<id>: [requests, input, cached, output]}, "pending": [<events>]}`,
+  everything emitted for the buckets of that hour (late additions summed in) under each bucket's event id and under
+  its group's (`cg_prober.org_usage`: the id without the user, which is also what a previous version's record holds),
+  and the events of the latest emission until JetStream has acknowledged them.
 - `costs.<fingerprint>`: `{"until": <Unix s>}`, the first UTC day the last costs pull did not cover.
 
 An hour's entry changes only by compare-and-set on its revision, and the events of a change are stored in it
@@ -36,13 +37,26 @@ class UsageFigures:
     cached_input_tokens: int
     output_tokens: int
 
-    def plus(self, other: UsageFigures) -> UsageFigures:
+    def __add__(self, other: UsageFigures) -> UsageFigures:
         return UsageFigures(
             self.requests + other.requests,
             self.input_tokens + other.input_tokens,
             self.cached_input_tokens + other.cached_input_tokens,
             self.output_tokens + other.output_tokens,
         )
+
+    def __sub__(self, other: UsageFigures) -> UsageFigures:
+        return UsageFigures(
+            self.requests - other.requests,
+            self.input_tokens - other.input_tokens,
+            self.cached_input_tokens - other.cached_input_tokens,
+            self.output_tokens - other.output_tokens,
+        )
+
+    @property
+    def negative(self) -> bool:
+        """Whether any figure is below zero (a difference where a bucket was lowered)."""
+        return min(self.requests, self.input_tokens, self.cached_input_tokens, self.output_tokens) < 0
 
     @classmethod
     def of_event(cls, event: dict[str, Any]) -> UsageFigures:
@@ -59,14 +73,15 @@ class HourState:
     pending: tuple[dict[str, Any], ...] = ()
     revision: int = 0  # 0: no entry yet
 
-    def with_emitted(self, events: Iterable[dict[str, Any]]) -> HourState:
-        """This state once `events` are emitted: their figures summed in under their bucket's id, and pending."""
+    def with_emitted(self, events: Iterable[tuple[dict[str, Any], str]]) -> HourState:
+        """This state once `events` (each with its group) are emitted: their figures summed in under their bucket's
+        id and under their group's (once where the two are the same), and the events pending."""
         events = list(events)
         figures = dict(self.figures)
-        for event in events:
-            bucket = base_id(event["id"])
-            figures[bucket] = figures.get(bucket, NO_USAGE).plus(UsageFigures.of_event(event))
-        return HourState(figures, (*self.pending, *events), self.revision)
+        for event, group in events:
+            for entry in {base_id(event["id"]), group}:
+                figures[entry] = figures.get(entry, NO_USAGE) + UsageFigures.of_event(event)
+        return HourState(figures, (*self.pending, *(event for event, _ in events)), self.revision)
 
     def encode(self) -> bytes:
         figures = {

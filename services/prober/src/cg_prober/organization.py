@@ -1,13 +1,13 @@
-"""Admin keys: the organization's real usage, pulled from `/organization/usage/completions` and emitted as usage
-events the ledger records like any other.
+"""Admin keys: the organization's real usage, pulled from `/organization/usage/completions` per model, project, user
+and API key, and emitted as usage events the ledger records like any other, with the project's name from
+`/organization/projects`.
 
-Stable ids make pulling a bucket twice harmless: an event is `<bucket start>:<model>:<project>:<api key id>` under the
-source `organization_source(<admin key fingerprint>)`, and the ledger counts each (source, id) once. Only whole hours
-are pulled (the hour in progress would be recorded early and incomplete). What was emitted is the prober's own record
-(`org_state`, never the ledger's tables): each pull starts LATE_USAGE_HOURS before the end of the last one, since
-OpenAI may add usage to an hour after it ended, and what a bucket holds beyond what was emitted for it goes out as a
-late addition, `<id>|after:<requests>:<input>:<cached>:<output>` (the emitted figures it adds to), the same id from
-every prober that saw the same record. A first pull reaches back `ORG_USAGE_LOOKBACK_HOURS`.
+Stable ids make pulling a bucket twice harmless (`cg_prober.org_usage`: `<bucket start>:<model>:<project>:<api key
+id>:<user>` under the source `organization_source(<admin key fingerprint>)`), and the ledger counts each (source, id)
+once. Only whole hours are pulled (the hour in progress would be recorded early and incomplete). What was emitted is
+the prober's own record (`org_state`, never the ledger's tables): each pull starts LATE_USAGE_HOURS before the end of
+the last one, since OpenAI may add usage to an hour after it ended, and what a bucket holds beyond what was emitted
+for it goes out as a late addition. A first pull reaches back `ORG_USAGE_LOOKBACK_HOURS`.
 
 Billed costs come from `/organization/costs` (whole UTC days, per project and line item), from the last day of the
 previous pull on (a recent day may be revised), and go out as `BilledCost` messages on `cg.billing.openai.costs`.
@@ -15,9 +15,8 @@ previous pull on (a recent day may be revised), and go out as `BilledCost` messa
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -31,21 +30,21 @@ from cg_common.consumer import TransientError
 from cg_common.logging import get_logger
 from cg_common.organization import ORGANIZATION_USAGE_SUBJECT, organization_source
 from cg_common.publishing import Outgoing, PublishError, publish_all
-from cg_common.usage_event import USAGE_EVENT_TYPE, InvalidEventError
 from cg_common.usage_publisher import prepare_usage
 from cg_prober import metrics, upstream
 from cg_prober.keys_repo import StoredKey
-from cg_prober.org_state import HourState, OrganizationState, UsageFigures
+from cg_prober.org_state import HourState, OrganizationState
+from cg_prober.org_usage import new_events
 
 log = get_logger(__name__)
 
 HOUR = 3600
 DAY = 86_400
-GROUP_BY = ("model", "project_id", "api_key_id")
+GROUP_BY = ("model", "project_id", "user_id", "api_key_id")
 LATE_USAGE_HOURS = 3  # whole hours pulled again on every probe: OpenAI may still add to them
 MAX_PAGES = 100  # a week of hours is 7 pages of 24: far more means something is wrong upstream
+PROJECTS_PAGE = 100  # the most OpenAI lists at once
 STATE_ATTEMPTS = 5  # compare-and-set rounds on one hour's record before the probe is handed back
-_MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+\-]{0,199}$")
 
 
 class OrganizationPuller:
@@ -66,20 +65,26 @@ class OrganizationPuller:
         first, buckets = await self._all_pages(api_key, "/organization/usage/completions", params)
         if not first.ok:
             return first
-        emitted = await self._emit_usage(key.fingerprint, source, buckets)
+        names = await self._project_names(api_key)
+        emitted = await self._emit_usage(key.fingerprint, source, buckets, names)
         await self._state.set_usage_until(key.fingerprint, end)
         metrics.ORG_EVENTS.inc(emitted)
         costs = await self._costs(key.fingerprint, source, api_key)
         return costs if costs is not None else first
 
-    async def _emit_usage(self, fingerprint: str, source: str, buckets: Sequence[Any]) -> int:
+    async def _emit_usage(
+        self, fingerprint: str, source: str, buckets: Sequence[Any], project_names: Mapping[str, str]
+    ) -> int:
         """Record each hour's new events in the prober's state, publish them, then mark them published; returns
         how many events went out."""
         by_hour: dict[int, list[Any]] = defaultdict(list)
         for bucket in buckets:
             if isinstance(bucket, dict):
                 by_hour[int(bucket.get("start_time") or 0)].extend(bucket.get("results") or [])
-        changed = [await self._record_hour(fingerprint, source, hour, results) for hour, results in by_hour.items()]
+        changed = [
+            await self._record_hour(fingerprint, source, hour, results, project_names)
+            for hour, results in by_hour.items()
+        ]
         to_publish = [(hour, state) for hour, state in zip(by_hour, changed, strict=True) if state is not None]
         events = [event for _, state in to_publish for event in state.pending]
         await self._publish([prepare_usage(event, subject=ORGANIZATION_USAGE_SUBJECT).outgoing() for event in events])
@@ -87,17 +92,41 @@ class OrganizationPuller:
             await self._state.replace_hour(fingerprint, hour, HourState(state.figures, (), state.revision))
         return len(events)
 
-    async def _record_hour(self, fingerprint: str, source: str, hour: int, results: list[Any]) -> HourState | None:
+    async def _record_hour(
+        self, fingerprint: str, source: str, hour: int, results: list[Any], project_names: Mapping[str, str]
+    ) -> HourState | None:
         """The hour's record with this pull's events stored as pending; None when there is nothing to publish."""
         for _ in range(STATE_ATTEMPTS):
             state = await self._state.hour(fingerprint, hour)
-            events = _new_events(source, hour, results, state.figures)
+            events = new_events(source, hour, results, state.figures, project_names)
             if not events and not state.pending:
                 return None
             stored = await self._state.replace_hour(fingerprint, hour, state.with_emitted(events))
             if stored is not None:
                 return stored
         raise TransientError(f"another prober kept changing the record of hour {hour}; handed back")
+
+    async def _project_names(self, api_key: str) -> dict[str, str]:
+        """Each project's name, archived ones included (their past usage is still theirs), read once a pull. A key
+        OpenAI will not list them for (no permission, an outage) gets the names it got: its usage goes out all the
+        same, only without them."""
+        names: dict[str, str] = {}
+        params: dict[str, Any] = {"limit": PROJECTS_PAGE, "include_archived": "true"}
+        for _ in range(MAX_PAGES):
+            attempt = await upstream.call(self._client, api_key, "GET", "/organization/projects", params=params)
+            if not attempt.ok:
+                log.warning(
+                    "organization projects not listed; usage goes out without their names",
+                    outcome=attempt.outcome,
+                    http_status=attempt.http_status,
+                )
+                break
+            body = attempt.body if isinstance(attempt.body, dict) else {}
+            names.update(_names(body.get("data")))
+            if not body.get("has_more") or not body.get("last_id"):
+                break
+            params = {**params, "after": body["last_id"]}
+        return names
 
     async def _costs(self, fingerprint: str, source: str, api_key: str) -> upstream.Attempt | None:
         """Billed costs of every whole UTC day since the last pull's last day; the failed call, if one failed."""
@@ -148,73 +177,13 @@ class OrganizationPuller:
         return first, data
 
 
-def _new_events(source: str, hour: int, results: list[Any], emitted: dict[str, UsageFigures]) -> list[dict[str, Any]]:
-    """The events an hour's results call for, given what was emitted for its buckets before."""
-    events = []
-    for result in results:
-        event = _usage_event(source, hour, result)
-        if event is not None and event["id"] in emitted:
-            event = late_addition(event, emitted[event["id"]])
-        if event is None:
-            continue
-        try:
-            prepare_usage(event, subject=ORGANIZATION_USAGE_SUBJECT)  # what the ledger would refuse is skipped here
-        except InvalidEventError as error:
-            log.warning("organization usage result skipped", reason=str(error)[:200])
-            continue
-        events.append(event)
-    return events
-
-
-def _usage_event(source: str, start: int, result: Any) -> dict[str, Any] | None:
-    if not isinstance(result, dict) or result.get("object") != "organization.usage.completions.result":
-        return None
-    if not result.get("num_model_requests") and not result.get("input_tokens") and not result.get("output_tokens"):
-        return None
-    model = result.get("model")
-    model = model if isinstance(model, str) and _MODEL.match(model) else "unknown"
-    project = str(result.get("project_id") or "-")
-    openai_key_id = str(result.get("api_key_id") or "-")
-    attributes = {"bucket_width": "1h", "project_id": project, "openai_api_key_id": openai_key_id}
+def _names(projects: Any) -> dict[str, str]:
+    if not isinstance(projects, list):
+        return {}
     return {
-        "specversion": "1.0",
-        "id": f"{start}:{model}:{project}:{openai_key_id}",
-        "source": source,
-        "type": USAGE_EVENT_TYPE,
-        "time": datetime.fromtimestamp(start, UTC).isoformat().replace("+00:00", "Z"),
-        "datacontenttype": "application/json",
-        "data": {
-            "provider": "openai",
-            "model": model,
-            "input_tokens": int(result.get("input_tokens") or 0),
-            "output_tokens": int(result.get("output_tokens") or 0),
-            "cached_input_tokens": int(result.get("input_cached_tokens") or 0),
-            "requests": int(result.get("num_model_requests") or 0),
-            "attributes": attributes,
-        },
-    }
-
-
-def late_addition(event: dict[str, Any], emitted: UsageFigures) -> dict[str, Any] | None:
-    """The part of a bucket's usage not emitted yet, as an event of its own; None when there is none. A bucket
-    OpenAI lowered after it was emitted keeps the emitted figures: usage cannot be negative."""
-    data = event["data"]
-    added = {
-        "requests": data["requests"] - emitted.requests,
-        "input_tokens": data["input_tokens"] - emitted.input_tokens,
-        "cached_input_tokens": data["cached_input_tokens"] - emitted.cached_input_tokens,
-        "output_tokens": data["output_tokens"] - emitted.output_tokens,
-    }
-    if any(value < 0 for value in added.values()):
-        log.warning("organization usage lowered after it was emitted; the emitted figures stay", event_id=event["id"])
-        return None
-    if not any(added.values()):
-        return None
-    after = (emitted.requests, emitted.input_tokens, emitted.cached_input_tokens, emitted.output_tokens)
-    return {
-        **event,
-        "id": f"{event['id']}|after:{':'.join(str(figure) for figure in after)}",
-        "data": {**data, **added},
+        str(project["id"]): project["name"]
+        for project in projects
+        if isinstance(project, dict) and project.get("id") and isinstance(project.get("name"), str) and project["name"]
     }
 
 
