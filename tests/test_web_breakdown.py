@@ -16,7 +16,7 @@ import psycopg
 from tests.conftest import ADMIN_KEY, web_env_for
 from tests.support.keys import fake_openai_key
 from tests.support.processes import running_api
-from tests.support.usage_rows import UsageRow, fold, insert_usage
+from tests.support.usage_rows import UsageRow, fold, insert_usage, roll_up
 from tests.test_web_access import dashboard, signed_in, web_settings
 
 COST_CELL = re.compile(r'<td data-label="\w+">([^<]+)</td>\s*<td data-label="Events"[\s\S]*?data-value="([^"]+)"')
@@ -35,9 +35,11 @@ async def test_breakdown_by_each_grouping_matches_the_records(api_env: dict[str,
                 model=rng.choice(["gpt-4o", "o3-mini"]),
                 key_id=rng.choice([key["id"], None]),
                 cost=Decimal(rng.randrange(1, 10**8)) / Decimal(10**10),
+                attributes={"team": rng.choice(["search", "ads"])} if rng.random() < 0.8 else {},
             )
             for _ in range(120)
         ]
+        await roll_up(api_env["DATABASE_URL"])
         with psycopg.connect(api_env["DATABASE_URL"], autocommit=True) as conn:
             insert_usage(conn, recorded[::2])
             fold(conn)
@@ -48,6 +50,7 @@ async def test_breakdown_by_each_grouping_matches_the_records(api_env: dict[str,
                 ("source", lambda r: r.source),
                 ("model", lambda r: r.model),
                 ("key", lambda r: "checkout key" if r.key_id else "no key"),
+                ("attributes.team", lambda r: r.attributes.get("team", "none")),
             ):
                 page = await browser.get("/dashboard/breakdown", params={"by": by})
                 assert page.status_code == 200, page.text
@@ -60,5 +63,7 @@ async def test_breakdown_by_each_grouping_matches_the_records(api_env: dict[str,
                 total = re.search(r'data-testid="breakdown-totals"[\s\S]*?data-value="([^"]+)"', page.text)
                 assert total and Decimal(total.group(1)) == sum(expected.values())
                 assert page.text.count('<rect class="s') >= 10  # bars for the days with usage
-            refused = await browser.get("/dashboard/breakdown", params={"by": "weather"})
-            assert refused.status_code == 422
+            for unknown in ("weather", "attributes.weather"):
+                refused = await browser.get("/dashboard/breakdown", params={"by": unknown})
+                assert refused.status_code == 422
+                assert "Choose what to group by: key, model, source, provider, customer, feature" in refused.text

@@ -88,6 +88,9 @@ def recorded_events(d: Dashboard) -> int:
     return int(d.api.get("/usage/summary", params=params).json()["totals"]["events"])
 
 
+TEAMS = ("search", "ads", "ml-platform")
+
+
 def history(key_ids: list[int], days: int = 30) -> list[dict[str, object]]:
     """A month of plausible usage: several models, most of it on the stored keys, some from elsewhere."""
     rng = random.Random(7)
@@ -97,6 +100,7 @@ def history(key_ids: list[int], days: int = 30) -> list[dict[str, object]]:
         when = now - timedelta(days=rng.random() * (days - 1), minutes=5)
         key = rng.choice([*key_ids, None])
         extra: dict[str, Any] = {"key_id": key} if key is not None else {}
+        extra["attributes"] = {"team": rng.choice(TEAMS), "customer": f"customer-{rng.randint(1, 9)}"}
         events.append(
             usage_event(
                 source=f"//service-{rng.randint(1, 4)}/prod",
@@ -311,11 +315,18 @@ def test_totals_breakdown_and_billing_in_the_browser(dashboard: Dashboard, brows
 
     page.goto(d.web + "/dashboard/usage")
     page.fill("#f-source", "//service-2/prod")
+    page.fill("input[name='attributes.team']", "search")
     page.click("button:has-text('Filter')")
     summary = d.api.get(
         "/usage/summary",
-        params={"source": "//service-2/prod", "since": "1970-01-01T00:00:00Z", "until": "9999-01-01T00:00:00Z"},
+        params={
+            "source": "//service-2/prod",
+            "attributes.team": "search",
+            "since": "1970-01-01T00:00:00Z",
+            "until": "9999-01-01T00:00:00Z",
+        },
     ).json()["totals"]
+    assert 0 < summary["events"] < 160
     expect(page.get_by_test_id("total-cost")).to_have_attribute("data-value", re.compile(r"^[\d.]+$"))
     assert Decimal(page.get_by_test_id("total-cost").get_attribute("data-value") or "") == Decimal(summary["cost"])
     assert page.get_by_test_id("total-requests").inner_text().replace(",", "") == str(summary["requests"])
@@ -334,6 +345,10 @@ def test_totals_breakdown_and_billing_in_the_browser(dashboard: Dashboard, brows
     total = page.locator("[data-testid=breakdown-totals] td[data-value]").get_attribute("data-value")
     assert sum(costs) == Decimal(total or "")
     assert page.locator("svg.chart rect").count() > 0
+    page.select_option("#d-by", "attributes.team")
+    page.click("button:has-text('Show')")
+    expect(rows).to_have_count(len(TEAMS))
+    expect(page.locator("[data-testid=breakdown-table] thead")).to_contain_text("Team")
 
     page.click("nav >> text=Billing")
     expect(page.get_by_test_id("billing-table")).to_be_visible()

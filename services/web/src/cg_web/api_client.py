@@ -76,6 +76,11 @@ class Api:
         result: dict[str, Any] = await self._json("GET", "/usage/summary", params=params)
         return result
 
+    async def dimensions(self) -> list[str]:
+        """The dimension names usable as `attributes.<name>` filters and groupings."""
+        result: dict[str, Any] = await self._json("GET", "/usage/dimensions")
+        return [str(name) for name in result["dimensions"]]
+
     async def billed(self, *, since: str, until: str) -> dict[str, Any]:
         result: dict[str, Any] = await self._json("GET", "/usage/billed", params={"since": since, "until": until})
         return result

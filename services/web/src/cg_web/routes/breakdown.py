@@ -1,11 +1,12 @@
-"""The Breakdown page: spend per value of a grouping (key, model, source, provider) over a chosen range, as a table
-with totals and as a chart per day stacked by value, from two summaries the api keeps exact for any range."""
+"""The Breakdown page: spend per value of a grouping (key, model, source, provider or a dimension) over a chosen
+range, as a table with totals and as a chart per day stacked by value, from two summaries the api keeps exact for any
+range."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
@@ -13,11 +14,11 @@ from fastapi.responses import Response
 from cg_web import chart
 from cg_web.rendering import render
 from cg_web.resources import ResourcesDep
+from cg_web.routes.usage import dimensions_of
 
 router = APIRouter()
 
-Grouping = Literal["key", "model", "source", "provider"]
-GROUPINGS: tuple[Grouping, ...] = ("key", "model", "source", "provider")
+GROUPINGS = ("key", "model", "source", "provider")
 DEFAULT_DAYS = 30
 MAX_DAYS = 366
 
@@ -26,17 +27,28 @@ MAX_DAYS = 366
 async def breakdown_page(
     request: Request,
     resources: ResourcesDep,
-    by: Grouping = "model",
+    by: str = "model",
     since: Annotated[date | None, Query(description="First UTC day")] = None,
     until: Annotated[date | None, Query(description="Last UTC day, included")] = None,
 ) -> Response:
+    api = resources.api_for(request)
+    groupings = {g: g for g in GROUPINGS} | {f"attributes.{d}": d for d in await dimensions_of(api)}
     last = until or datetime.now(UTC).date()
     first = since or last - timedelta(days=DEFAULT_DAYS - 1)
-    context: dict[str, Any] = {"by": by, "groupings": GROUPINGS, "since": first, "until": last, "error": None}
+    context: dict[str, Any] = {
+        "by": by,
+        "by_name": groupings.get(by, by),
+        "groupings": groupings,
+        "since": first,
+        "until": last,
+        "error": None,
+    }
+    if by not in groupings:
+        context["error"] = f"Choose what to group by: {', '.join(groupings.values())}."
+        return render(request, "breakdown.html", context, status_code=422)
     if first > last or (last - first).days >= MAX_DAYS:
         context["error"] = f"Choose a first day on or before the last, at most {MAX_DAYS} days apart."
         return render(request, "breakdown.html", context, status_code=422)
-    api = resources.api_for(request)
     start = datetime.combine(first, time(), tzinfo=UTC).isoformat()
     end = datetime.combine(last + timedelta(days=1), time(), tzinfo=UTC).isoformat()
     summary = await api.summary(by, since=start, until=end)
@@ -53,7 +65,7 @@ async def breakdown_page(
             for g in summary["groups"]
         ],
         "totals": summary["totals"],
-        "chart": chart.stacked_by_model(days, costs, other=f"other {by}s"),
+        "chart": chart.stacked_by_model(days, costs, other=f"other {groupings[by]}s"),
     }
     return render(request, "breakdown.html", context)
 

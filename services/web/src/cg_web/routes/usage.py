@@ -24,7 +24,7 @@ PAGE_SIZE = "50"
 ALL_SINCE = "1970-01-01T00:00:00+00:00"
 ALL_UNTIL = "9999-01-01T00:00:00+00:00"
 EXPORT_PAGE_SIZE = "1000"
-FILTERS = ("key_id", "model", "source", "since", "until")
+FILTERS = ("key_id", "model", "source", "provider", "since", "until")
 COLUMNS = (
     "id",
     "occurred_at",
@@ -42,6 +42,7 @@ COLUMNS = (
     "cost",
     "priced",
     "price_source",
+    "attributes",
 )
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -50,9 +51,19 @@ class FilterError(ValueError):
     pass
 
 
-def filters_of(request: Request) -> dict[str, str]:
-    """The filters as typed in the form (times as `YYYY-MM-DDTHH:MM`, read as UTC)."""
-    return {name: value.strip() for name in FILTERS if (value := request.query_params.get(name, "")).strip()}
+def filters_of(request: Request, dimensions: list[str]) -> dict[str, str]:
+    """The filters as typed in the form (times as `YYYY-MM-DDTHH:MM`, read as UTC), dimension values as
+    `attributes.<name>`, as the api names them."""
+    names = [*FILTERS, *(f"attributes.{name}" for name in dimensions)]
+    return {name: value.strip() for name in names if (value := request.query_params.get(name, "")).strip()}
+
+
+async def dimensions_of(api: Api) -> list[str]:
+    """The dimensions to offer as filters; none when the api cannot say (the page still works without them)."""
+    try:
+        return await api.dimensions()
+    except ApiError:
+        return []
 
 
 def api_params(filters: dict[str, str]) -> dict[str, str]:
@@ -71,9 +82,17 @@ def api_params(filters: dict[str, str]) -> dict[str, str]:
 
 @router.get("")
 async def usage_page(request: Request, resources: ResourcesDep) -> Response:
-    filters = filters_of(request)
+    dimensions = await dimensions_of(resources.api_for(request))
+    filters = filters_of(request, dimensions)
     cursor = request.query_params.get("cursor")
-    context: dict[str, Any] = {"filters": filters, "items": [], "next_url": None, "error": None, "first_url": None}
+    context: dict[str, Any] = {
+        "filters": filters,
+        "dimensions": dimensions,
+        "items": [],
+        "next_url": None,
+        "error": None,
+        "first_url": None,
+    }
     try:
         keys = await resources.api_for(request).keys()
     except ApiError:
@@ -125,7 +144,7 @@ async def _export(request: Request, api: Api, kind: str) -> Response:
     """The first page is fetched before answering, so that a bad filter or a missing api is a clear error page;
     the rest streams, one api page at a time."""
     try:
-        params = {**api_params(filters_of(request)), "limit": EXPORT_PAGE_SIZE}
+        params = {**api_params(filters_of(request, await dimensions_of(api))), "limit": EXPORT_PAGE_SIZE}
     except FilterError as error:
         raise ApiError(422, str(error)) from None
     first = await api.usage_page(params)
@@ -162,7 +181,10 @@ async def _csv(records: AsyncIterator[dict[str, Any]]) -> AsyncIterator[str]:
 
 
 def _cell(value: object) -> object:
-    """Text that a spreadsheet would run as a formula is quoted (CSV injection), e.g. a source named `=cmd|…`."""
+    """Text that a spreadsheet would run as a formula is quoted (CSV injection), e.g. a source named `=cmd|…`;
+    the attributes are one cell of JSON."""
+    if isinstance(value, dict):
+        value = orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
     if isinstance(value, str) and value.startswith(FORMULA_START):
         return "'" + value
     return "" if value is None else value
