@@ -15,9 +15,11 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from cg_api.summary_repo import Filters, Plan, RolledUp
 from cg_common.dimensions import DimensionSettings, Grouping
+from cg_common.settings import describe_error
 from tests.support.keys import fake_openai_key
 from tests.support.usage_rows import UsageRow, fold, insert_usage, record, roll_up
 
@@ -270,3 +272,36 @@ async def test_dimensions_lists_what_is_rolled_up(api: httpx.AsyncClient, keys: 
         "attributes.team+attributes.project": True,
         "attributes.team+model": True,
     }
+
+
+# --- settings --------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("env", "line"),
+    [
+        (
+            {"DIMENSION_PAIRS": "attributes.team+attributes.region"},
+            "DIMENSION_PAIRS: 'attributes.team+attributes.region' names attributes.region, which is not in DIMENSIONS",
+        ),
+        ({"DIMENSION_PAIRS": "model+source"}, "DIMENSION_PAIRS: 'model+source' names no dimension (attributes.<name>)"),
+        ({"DIMENSION_PAIRS": "attributes.team"}, "DIMENSION_PAIRS: 'attributes.team' is not a pair"),
+        ({"DIMENSIONS": "team,bad name"}, "DIMENSIONS: 'bad name' is not an attribute name"),
+    ],
+)
+def test_bad_dimension_settings_are_one_clear_line(env: dict[str, str], line: str) -> None:
+    with pytest.raises(ValidationError) as raised:
+        DimensionSettings.model_validate({k.lower(): v for k, v in env.items()})
+    assert line in describe_error(raised.value)
+
+
+def test_the_default_groupings() -> None:
+    assert [g.name for g in DimensionSettings.model_validate({}).groupings()] == [
+        "attributes.team",
+        "attributes.project",
+        "attributes.customer",
+        "attributes.feature",
+        "attributes.team+attributes.project",
+        "attributes.team+model",
+    ]
+    assert Grouping.parse("model+attributes.team") == Grouping("attributes.team", "model")
