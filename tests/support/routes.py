@@ -40,6 +40,11 @@ REQUESTS: dict[tuple[str, str], tuple[Call, int, bool]] = {
     ("POST", "/sessions"): (("POST", "/sessions", {"json": "admin credential"}), 201, True),
     ("DELETE", "/sessions/current"): (("DELETE", "/sessions/current", {}), 400, True),  # no session named
     ("GET", "/audit"): (("GET", "/audit", {}), 200, True),
+    ("GET", "/budgets"): (("GET", "/budgets", {}), 200, True),
+    ("POST", "/budgets"): (("POST", "/budgets", {"json": "new budget"}), 201, True),
+    ("GET", "/budgets/{budget_id}"): (("GET", "/budgets/999999", {}), 404, True),
+    ("PATCH", "/budgets/{budget_id}"): (("PATCH", "/budgets/999999", {"json": {"amount": "5"}}), 404, True),
+    ("DELETE", "/budgets/{budget_id}"): (("DELETE", "/budgets/999999", {}), 404, True),
 }
 EXEMPT = {("GET", "/ping"), ("GET", "/dashboard")}  # the api's default RATE_LIMIT_EXEMPT
 
@@ -59,6 +64,8 @@ async def call(
         kwargs = {"json": usage_event(source=SOURCE, event_id=f"walk-{time.monotonic_ns()}")}
     elif body == "new key":
         kwargs = {"json": {"label": "more", "api_key": fake_openai_key()}}
+    elif body == "new budget":
+        kwargs = {"json": {"name": f"walk {time.monotonic_ns()}", "amount": "10", "period": "day"}}
     elif body == "admin credential":
         kwargs = {"json": {"credential": admin_key}}
     started = time.monotonic()

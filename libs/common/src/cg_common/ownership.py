@@ -76,6 +76,7 @@ TABLES = (
         "dashboard_sessions", "api", "signed-in dashboard sessions: the secret's hash, the token or admin key behind"
     ),
     Table("audit_log", "api", "every change made through the api, with the acting credential's name and outcome"),
+    Table("budgets", "api", "budgets: amount, period, time zone, scope, thresholds, hard or not; deleted ones kept"),
     Table("schema_migrations", "migrate", "the SQL migrations applied"),
 )
 

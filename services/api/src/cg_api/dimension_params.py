@@ -10,10 +10,17 @@ from cg_api.usage_schemas import attribute_filters
 from cg_common.dimensions import attribute_of, is_dimension_member
 
 
-def unprocessable(parameter: str, message: str) -> HTTPException:
+def unprocessable(parameter: str, message: str, *, where: str = "query") -> HTTPException:
+    """A 422 shaped like FastAPI's own validation errors, naming the parameter (or body field)."""
     return HTTPException(
         status.HTTP_422_UNPROCESSABLE_CONTENT,
-        detail=[{"loc": ["query", parameter], "msg": message, "type": "value_error"}],
+        detail=[
+            {
+                "loc": [where, *(parameter.split(".") if where == "body" else [parameter])],
+                "msg": message,
+                "type": "value_error",
+            }
+        ],
     )
 
 
@@ -28,8 +35,9 @@ def filters_of(request: Request, rolled: RolledUp) -> tuple[tuple[str, str], ...
     return found
 
 
-def require_dimension(member: str, rolled: RolledUp, *, parameter: str) -> None:
+def require_dimension(member: str, rolled: RolledUp, *, parameter: str, where: str = "query") -> None:
     """A member that names an attribute must name a dimension (DIMENSIONS, as the ledger rolls them up)."""
     if is_dimension_member(member) and attribute_of(member) not in rolled.dimensions:
         known = ", ".join(rolled.dimensions) or "none"
-        raise unprocessable(parameter, f"{attribute_of(member)!r} is not a dimension (DIMENSIONS: {known})")
+        message = f"{attribute_of(member)!r} is not a dimension (DIMENSIONS: {known})"
+        raise unprocessable(parameter, message, where=where)

@@ -84,10 +84,11 @@ class RolledUp:
         return min(fitting, key=lambda g: len(g.members), default=None)
 
 
-async def rolled_up(conn: Connection) -> RolledUp:
-    """The groupings, read in the same snapshot as the summary that follows (when this is the transaction's first
-    statement), so that a grouping being rebuilt or dropped meanwhile cannot be half seen."""
-    if conn.info.transaction_status == TransactionStatus.IDLE:
+async def rolled_up(conn: Connection, *, one_snapshot: bool = True) -> RolledUp:
+    """The groupings. With `one_snapshot` (for a request that only reads), read in the same snapshot as the
+    summaries that follow when this is the transaction's first statement, so that a grouping being rebuilt or
+    dropped meanwhile cannot be half seen."""
+    if one_snapshot and conn.info.transaction_status == TransactionStatus.IDLE:
         await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
     cursor = await conn.execute(
         "SELECT first_member, second_member, grouping, complete FROM usage_rollup_groupings ORDER BY grouping"

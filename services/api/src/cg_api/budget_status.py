@@ -1,0 +1,87 @@
+"""A budget's current period: what was spent in it, what is left, and where the spend is heading.
+
+`spent` is the summary of the usage the scope covers over the period's [start, end) in the budget's time zone: the
+roll-ups plus the partial hours, exact to the event, late events in their own period, re-sent ones once, repriced
+ones at their new price. `forecast` adds to it the recent burn rate times the time left: the cost of the last 24 hours
+of the period (or of all of it, when less has passed) per second, times the seconds until the period ends. It
+reacts within a day to a change of pace, and a quiet start of a period does not hide a busy end.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from cg_api import summary_repo
+from cg_api.budget_periods import Window, window_at
+from cg_api.budget_schemas import CurrentPeriod
+from cg_common.db import Connection
+
+RECENT = timedelta(hours=24)
+CENTS = Decimal("0.01")
+STORED_PLACES = Decimal("1e-12")  # numeric(30, 12), as every stored cost
+
+
+def scope_filters(scope: dict[str, Any]) -> summary_repo.Filters:
+    """A stored scope as summary filters; attribute values compare by their JSON text, as in queries."""
+    return summary_repo.Filters(
+        key_id=scope.get("key_id"),
+        model=scope.get("model"),
+        source=scope.get("source"),
+        provider=scope.get("provider"),
+        attributes=tuple((name, _json_text(value)) for name, value in sorted(scope.get("attributes", {}).items())),
+    )
+
+
+def _json_text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+async def current_period(
+    conn: Connection, budget: dict[str, Any], rolled: summary_repo.RolledUp, now: datetime | None = None
+) -> CurrentPeriod:
+    now = now or datetime.now(UTC)
+    window = window_at(now, budget["period"], ZoneInfo(budget["timezone"]))
+    filters = scope_filters(budget["scope"])
+    spent = await _cost(conn, window.start, window.end, filters, rolled)
+    amount: Decimal = budget["amount"]
+    reserved = Decimal(0)
+    return CurrentPeriod(
+        period_start=window.start,
+        period_end=window.end,
+        spent=spent,
+        reserved=reserved,
+        remaining=max(amount - spent - reserved, Decimal(0)),
+        percent=float((spent / amount * 100).quantize(CENTS)),
+        forecast=await _forecast(conn, window, spent, now, filters, rolled),
+        overrun=Decimal(0),
+    )
+
+
+async def _forecast(
+    conn: Connection,
+    window: Window,
+    spent: Decimal,
+    now: datetime,
+    filters: summary_repo.Filters,
+    rolled: summary_repo.RolledUp,
+) -> Decimal:
+    if now <= window.start or now >= window.end:
+        return spent
+    recent_start = max(window.start, now - RECENT)
+    recent = await _cost(conn, recent_start, now, filters, rolled)
+    per_second = recent / Decimal((now - recent_start).total_seconds())
+    return (spent + per_second * Decimal((window.end - now).total_seconds())).quantize(STORED_PLACES)
+
+
+async def _cost(
+    conn: Connection, since: datetime, until: datetime, filters: summary_repo.Filters, rolled: summary_repo.RolledUp
+) -> Decimal:
+    rows = await summary_repo.summarize(
+        conn, since=since, until=until, group_by=("provider",), filters=filters, rolled=rolled
+    )
+    return sum((row["cost"] for row in rows), Decimal(0))
