@@ -80,7 +80,7 @@ def routes(client: httpx.AsyncClient) -> list[tuple[str, str]]:
 
 
 def concrete(path: str, key_id: int) -> str:
-    return path.replace("{key_id}", str(key_id))
+    return path.replace("{key_id}", str(key_id)).replace("{budget_id}", "1").replace("{token_id}", "1")
 
 
 def store_key(api: ServiceProcess, secret: str, label: str = "guarded") -> int:

@@ -206,6 +206,9 @@ def test_a_full_session_in_the_browser(dashboard: Dashboard, browser: Browser, t
     rows = page.request.get(d.web + "/dashboard/usage/export.csv?model=gpt-4.1").text().strip().splitlines()
     assert rows[0].startswith("id,occurred_at") and len(rows) - 1 == sum(e["model"] == "gpt-4.1" for e in everything)
 
+    for name, amount, scope in (("all usage", "400", {}), ("search team", "60", {"attributes": {"team": "search"}})):
+        budget = {"name": name, "amount": amount, "period": "month", "timezone": "Europe/Berlin", "scope": scope}
+        assert d.api.post("/budgets", json=budget).status_code == 201
     take_screenshots(context, d.web, tmp_path)
     page.goto(d.web + "/dashboard/keys")
 
@@ -356,6 +359,17 @@ def test_totals_breakdown_and_billing_in_the_browser(dashboard: Dashboard, brows
     page.fill("#b-until", "2026-01-01")
     page.click("button:has-text('Show')")
     expect(page.locator("p.message.error")).to_contain_text("on or before the last")
+
+    page.click("nav >> text=Budgets")
+    page.fill("#b-name", "search team")
+    page.fill("#b-amount", "50")
+    page.fill("#b-attributes\\.team", "search")
+    page.click("button:has-text('Create')")
+    expect(page.locator("p.message.ok")).to_contain_text("Budget “search team” created.")
+    spent = page.locator("[data-testid=budgets-table] td[data-label=Spent]").get_attribute("data-value")
+    month = d.api.get("/budgets").json()[0]["current"]
+    assert spent == month["spent"] and Decimal(spent) > 0
+    expect(page.locator("svg.meter")).to_have_count(1)
     context.close()
 
 
@@ -367,7 +381,8 @@ def take_screenshots(context: BrowserContext, web: str, tmp_path: Path) -> None:
     for width_name, (width, height) in WIDTHS.items():
         page.set_viewport_size({"width": width, "height": height})
         pages = (("overview", "/dashboard"), ("keys", "/dashboard/keys"), ("usage", "/dashboard/usage"))
-        for name, path in (*pages, ("breakdown", "/dashboard/breakdown"), ("billing", "/dashboard/billing")):
+        more = (("breakdown", "/dashboard/breakdown"), ("billing", "/dashboard/billing"), ("budgets", "/dashboard/budgets"))
+        for name, path in (*pages, *more):
             page.goto(web + path)
             page.screenshot(path=str(target / f"{name}-{width_name}.png"), full_page=name != "usage")
     page.close()

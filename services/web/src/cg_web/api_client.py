@@ -107,6 +107,21 @@ class Api:
     async def revoke_token(self, token_id: int) -> None:
         await self._json("DELETE", f"/tokens/{token_id}")
 
+    async def budgets(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = await self._json("GET", "/budgets")
+        return result
+
+    async def create_budget(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = await self._json("POST", "/budgets", json=dict(body))
+        return result
+
+    async def change_budget(self, budget_id: int, body: Mapping[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = await self._json("PATCH", f"/budgets/{budget_id}", json=dict(body))
+        return result
+
+    async def delete_budget(self, budget_id: int) -> None:
+        await self._json("DELETE", f"/budgets/{budget_id}")
+
     async def audit(self, params: Mapping[str, str]) -> dict[str, Any]:
         result: dict[str, Any] = await self._json("GET", "/audit", params=dict(params))
         return result
