@@ -381,7 +381,11 @@ def take_screenshots(context: BrowserContext, web: str, tmp_path: Path) -> None:
     for width_name, (width, height) in WIDTHS.items():
         page.set_viewport_size({"width": width, "height": height})
         pages = (("overview", "/dashboard"), ("keys", "/dashboard/keys"), ("usage", "/dashboard/usage"))
-        more = (("breakdown", "/dashboard/breakdown"), ("billing", "/dashboard/billing"), ("budgets", "/dashboard/budgets"))
+        more = (
+            ("breakdown", "/dashboard/breakdown"),
+            ("billing", "/dashboard/billing"),
+            ("budgets", "/dashboard/budgets"),
+        )
         for name, path in (*pages, *more):
             page.goto(web + path)
             page.screenshot(path=str(target / f"{name}-{width_name}.png"), full_page=name != "usage")
