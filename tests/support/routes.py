@@ -41,6 +41,7 @@ REQUESTS: dict[tuple[str, str], tuple[Call, int, bool]] = {
     ("DELETE", "/sessions/current"): (("DELETE", "/sessions/current", {}), 400, True),  # no session named
     ("GET", "/audit"): (("GET", "/audit", {}), 200, True),
     ("GET", "/budgets"): (("GET", "/budgets", {}), 200, True),
+    ("GET", "/alerts"): (("GET", "/alerts", {}), 200, True),
     ("POST", "/budgets"): (("POST", "/budgets", {"json": "new budget"}), 201, True),
     ("GET", "/budgets/{budget_id}"): (("GET", "/budgets/999999", {}), 404, True),
     ("PATCH", "/budgets/{budget_id}"): (("PATCH", "/budgets/999999", {"json": {"amount": "5"}}), 404, True),

@@ -76,7 +76,14 @@ TABLES = (
         "dashboard_sessions", "api", "signed-in dashboard sessions: the secret's hash, the token or admin key behind"
     ),
     Table("audit_log", "api", "every change made through the api, with the acting credential's name and outcome"),
-    Table("budgets", "api", "budgets: amount, period, time zone, scope, thresholds, hard or not; deleted ones kept"),
+    Table(
+        "budgets",
+        "api",
+        "budgets: amount, period, time zone, scope, thresholds, hard or not; deleted ones kept",
+        {"ledger": ("id", "amount", "period", "timezone", "scope", "thresholds", "definition", "deleted_at")},
+    ),
+    Table("budget_spend", "ledger", "each budget's spend per period, kept with the usage it counts", {"api": ()}),
+    Table("budget_alerts", "ledger", "every budget alert, once per budget, period, kind and threshold", {"api": ()}),
     Table("schema_migrations", "migrate", "the SQL migrations applied"),
 )
 

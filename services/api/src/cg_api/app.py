@@ -13,7 +13,7 @@ from cg_api.access_middleware import AccessMiddleware
 from cg_api.audit_middleware import AuditMiddleware
 from cg_api.errors import install_error_handlers
 from cg_api.resources import open_resources
-from cg_api.routes import audit, billing, budgets, data, health, keys, metrics, sessions, tokens, usage
+from cg_api.routes import alerts, audit, billing, budgets, data, health, keys, metrics, sessions, tokens, usage
 from cg_api.settings import ApiSettings
 from cg_common.body_limit import BodyLimit, LimitFor
 
@@ -65,6 +65,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         sessions.router,
         audit.router,
         budgets.router,
+        alerts.router,
     ):
         app.include_router(router)
     return app

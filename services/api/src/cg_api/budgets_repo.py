@@ -10,9 +10,15 @@ from cg_common.db import Connection
 
 COLUMNS = "id, name, amount, period, timezone, scope, thresholds, hard, created_at, updated_at"
 EDITABLE = ("name", "amount", "period", "timezone", "scope", "thresholds", "hard")
+# What the spend is counted under: changing one starts a new definition, whose spend the ledger sums afresh.
+COUNTED_UNDER = ("period", "timezone", "scope")
+# The ledger reads budgets in the statement that records each batch: taking the table exclusively waits for the
+# batches that read the old budgets and makes the later ones read the new, so none is missed (cg_ledger.budget_spend).
+LOCK = "LOCK TABLE budgets IN ACCESS EXCLUSIVE MODE"
 
 
 async def insert(conn: Connection, values: dict[str, Any]) -> dict[str, Any]:
+    await conn.execute(LOCK)
     cursor = await conn.execute(
         f"""INSERT INTO budgets (name, amount, period, timezone, scope, thresholds, hard)
             VALUES (%(name)s, %(amount)s, %(period)s, %(timezone)s, %(scope)s, %(thresholds)s, %(hard)s)
@@ -37,11 +43,14 @@ async def live(conn: Connection, budget_id: int | None = None) -> list[dict[str,
 async def update(conn: Connection, budget_id: int, changes: dict[str, Any]) -> dict[str, Any] | None:
     """Apply `changes` (a subset of EDITABLE) to a live budget; None if there is none with this id."""
     assignments = ", ".join(f"{name} = %({name})s" for name in changes if name in EDITABLE)
+    if any(name in changes for name in COUNTED_UNDER):
+        await conn.execute(LOCK)
+        assignments += ", definition = definition + 1"
     values = {**changes, "id": budget_id}
     if "scope" in values:
         values["scope"] = Jsonb(values["scope"])
     cursor = await conn.execute(
-        f"""UPDATE budgets SET {assignments + ", " if assignments else ""}updated_at = now()
+        f"""UPDATE budgets SET {assignments.lstrip(", ") + ", " if assignments else ""}updated_at = now()
             WHERE id = %(id)s AND deleted_at IS NULL RETURNING {COLUMNS}""",  # noqa: S608 - names from EDITABLE
         values,
     )

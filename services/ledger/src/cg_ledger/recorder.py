@@ -1,5 +1,5 @@
-"""The ledger's batch handler: validate, price, store in one transaction, then publish what was recorded (and one
-notice of the days it touched, for dashboards).
+"""The ledger's batch handler: validate, price, store in one transaction (with the budgets' spend and the alerts it
+decides), then publish what was recorded (and one notice of the days it touched, for dashboards).
 
 Exactly once, end to end: the (source, id) unique key makes storing idempotent; what was stored is published with
 the row id as message id, after the commit; and messages are acknowledged by the consumer loop only after both. A
@@ -23,7 +23,7 @@ from cg_common.pricing import Pricer
 from cg_common.publishing import PublishError, publish_all
 from cg_common.pull import deliveries
 from cg_common.usage_event import InvalidEventError, UsageEvent, parse_usage_events
-from cg_ledger import metrics
+from cg_ledger import budget_spend, metrics
 from cg_ledger.batch_notice import announce
 from cg_ledger.cost_events import cost_recorded_message
 from cg_ledger.store import Stored, UsageRow, record_usage, recorded
@@ -86,12 +86,16 @@ class UsageRecorder:
         try:
             async with self._db.connection() as conn, conn.transaction():
                 inserted = await record_usage(conn, list(rows.values()))
+                alerts = await budget_spend.apply(
+                    conn, [r.id for r in inserted], [rows[(r.source, r.event_id)].cost for r in inserted]
+                )
                 again = redelivered - {(r.source, r.event_id) for r in inserted} if redelivered else set()
                 earlier = await recorded(conn, sorted(again))
         except TRANSIENT_DB_ERRORS as error:
             raise TransientError(f"{type(error).__name__}: {error}") from error
         new = [(rows[(r.source, r.event_id)], r) for r in inserted]
         metrics.EVENTS_RECORDED.inc(len(new))
+        metrics.ALERTS.inc(len(alerts))
         metrics.DUPLICATES.inc(len(rows) - len(new))
         metrics.UNPRICED.inc(sum(1 for row, _ in new if row.cost is None))
         # As first recorded, not as in this message: a re-send may differ, the first recording is what counts.

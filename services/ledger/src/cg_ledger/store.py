@@ -22,6 +22,7 @@ from psycopg.types.json import set_json_dumps
 from cg_common.db import Connection
 from cg_common.pricing import Price
 from cg_common.usage_event import UsageEvent
+from cg_ledger import budget_spend
 
 
 class UsageRow(NamedTuple):
@@ -292,7 +293,8 @@ async def rows_to_reprice(conn: Connection, *, after_id: int, limit: int, unpric
 
 
 async def apply_reprices(conn: Connection, changes: Sequence[Repriced]) -> None:
-    """Store new prices and move the roll-ups by the difference, in the caller's transaction."""
+    """Store new prices and move the roll-ups and the budgets' spend by the difference, in the caller's
+    transaction."""
     if not changes:
         return
     await conn.execute(
@@ -317,6 +319,9 @@ async def apply_reprices(conn: Connection, changes: Sequence[Repriced]) -> None:
             [(c.new_cost or Decimal(0)) - (c.old_cost or Decimal(0)) for c in changes],
             [(c.new_cost is None) - (c.old_cost is None) for c in changes],
         ),
+    )
+    await budget_spend.apply(
+        conn, [c.id for c in changes], [(c.new_cost or Decimal(0)) - (c.old_cost or Decimal(0)) for c in changes]
     )
     await conn.execute(
         f"""INSERT INTO usage_rollup_dimension_pending ({DIMENSION_ROLLUP_COLUMNS})
