@@ -4,6 +4,7 @@ alert per (budget, period, threshold) under re-sends, concurrent batches, late e
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -49,8 +50,8 @@ def spent(db: psycopg.Connection[Any], budget_id: int) -> dict[datetime, Decimal
 
 
 def usage(cost: str, *, team: str = "search", at: datetime = NOW, event_id: str | None = None) -> UsageRow:
-    extra = {"event_id": event_id} if event_id else {}
-    return UsageRow(occurred_at=at, attributes={"team": team}, cost=Decimal(cost), **extra)
+    row = UsageRow(occurred_at=at, attributes={"team": team}, cost=Decimal(cost))
+    return replace(row, event_id=event_id) if event_id else row
 
 
 async def test_each_threshold_alerts_once_and_resends_change_nothing(
