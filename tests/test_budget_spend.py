@@ -4,8 +4,8 @@ alert per (budget, period, threshold) under re-sends, concurrent batches, late e
 from __future__ import annotations
 
 import threading
-from dataclasses import replace
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
