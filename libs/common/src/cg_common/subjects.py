@@ -18,6 +18,7 @@ COST_RECORDED = "cg.cost.recorded"  # cg.cost.recorded.<provider>
 COST_BATCH_RECORDED = "cg.cost.batch.recorded"  # core NATS, no stream: one notice per ledger batch that recorded usage
 DLQ = "cg.dlq"  # cg.dlq.<what>: rejected input with the reason
 BILLING = "cg.billing"  # cg.billing.<provider>.costs: what a provider billed, as its own reports say
+ALERT_BUDGET = "cg.alert.budget"  # a budget alert (contract section 8), Nats-Msg-Id = the alert's id
 
 DAY = 86_400.0
 
@@ -52,6 +53,8 @@ PROBE_RESULT_STREAM = StreamSpec("CG_PROBE_RESULTS", (f"{PROBE_RESULT}.>",))
 COST_STREAM = StreamSpec("CG_COSTS", (f"{COST_RECORDED}.>",))
 DLQ_STREAM = StreamSpec("CG_DLQ", (f"{DLQ}.>",), max_age_secs=30 * DAY)
 BILLING_STREAM = StreamSpec("CG_BILLING", (f"{BILLING}.>",), max_age_secs=30 * DAY)
+# A day's duplicate window: an alert published again after a crash, even hours later, is held once.
+ALERT_STREAM = StreamSpec("CG_ALERTS", ("cg.alert.>",), max_age_secs=30 * DAY, duplicate_window_secs=DAY)
 
 ALL_STREAMS = (
     USAGE_STREAM,
@@ -60,4 +63,5 @@ ALL_STREAMS = (
     COST_STREAM,
     DLQ_STREAM,
     BILLING_STREAM,
+    ALERT_STREAM,
 )

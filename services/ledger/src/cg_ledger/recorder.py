@@ -19,23 +19,30 @@ from psycopg_pool import AsyncConnectionPool
 
 from cg_common.consumer import Outcome, TransientError
 from cg_common.db import TRANSIENT_DB_ERRORS, Connection
+from cg_common.logging import get_logger
 from cg_common.pricing import Pricer
 from cg_common.publishing import PublishError, publish_all
 from cg_common.pull import deliveries
 from cg_common.usage_event import InvalidEventError, UsageEvent, parse_usage_events
 from cg_ledger import budget_spend, metrics
+from cg_ledger.alert_publisher import AlertPublisher
 from cg_ledger.batch_notice import announce
 from cg_ledger.cost_events import cost_recorded_message
 from cg_ledger.store import Stored, UsageRow, record_usage, recorded
+
+log = get_logger(__name__)
 
 
 class UsageRecorder:
     """Callable as the consumer loop's batch handler for the `CG_USAGE` stream."""
 
-    def __init__(self, db: AsyncConnectionPool[Connection], nc: NATS, pricer: Pricer) -> None:
+    def __init__(
+        self, db: AsyncConnectionPool[Connection], nc: NATS, pricer: Pricer, alerts: AlertPublisher | None = None
+    ) -> None:
         self._db = db
         self._nc = nc
         self._pricer = pricer
+        self._alerts = alerts
 
     async def __call__(self, messages: Sequence[Msg]) -> list[Outcome]:
         started = time.perf_counter()
@@ -53,7 +60,12 @@ class UsageRecorder:
             rows.setdefault(identity, self._row(event, message))
             if deliveries(message) > 1:
                 redelivered.add(identity)
-        new, earlier = await self._store(rows, redelivered)
+        new, earlier, alerts = await self._store(rows, redelivered)
+        if alerts and self._alerts is not None:
+            try:
+                await self._alerts.publish(alerts)
+            except TRANSIENT_DB_ERRORS as error:  # committed and kept: the next fold round publishes them
+                log.warning("budget alerts left for the next round", error=f"{type(error).__name__}: {error}"[:300])
         # Only what this commit recorded: a redelivered batch's rows were announced when first committed.
         await announce(self._nc, [row for row, _ in new])
         try:
@@ -80,9 +92,10 @@ class UsageRecorder:
 
     async def _store(
         self, rows: dict[tuple[str, str], UsageRow], redelivered: set[tuple[str, str]]
-    ) -> tuple[list[tuple[UsageRow, Stored]], list[tuple[UsageRow, Stored]]]:
+    ) -> tuple[list[tuple[UsageRow, Stored]], list[tuple[UsageRow, Stored]], list[str]]:
         """Commit the new rows; returns the rows to publish: the new ones, and the already stored rows of
-        redelivered messages (their first publication may have been lost in the crash that caused redelivery)."""
+        redelivered messages (their first publication may have been lost in the crash that caused redelivery), and
+        the ids of the budget alerts the commit decided."""
         try:
             async with self._db.connection() as conn, conn.transaction():
                 inserted = await record_usage(conn, list(rows.values()))
@@ -99,4 +112,4 @@ class UsageRecorder:
         metrics.DUPLICATES.inc(len(rows) - len(new))
         metrics.UNPRICED.inc(sum(1 for row, _ in new if row.cost is None))
         # As first recorded, not as in this message: a re-send may differ, the first recording is what counts.
-        return new, earlier
+        return new, earlier, alerts

@@ -18,6 +18,7 @@ from cg_common.messaging import close_nats, connect_nats
 from cg_common.pricing import Pricer
 from cg_common.signals import on_termination
 from cg_common.subjects import (
+    ALERT_STREAM,
     BILLING_STREAM,
     COST_STREAM,
     DLQ,
@@ -27,6 +28,7 @@ from cg_common.subjects import (
 )
 from cg_common.topology import Needs, Topology, require
 from cg_ledger import dimension_rollups, metrics
+from cg_ledger.alert_publisher import AlertPublisher
 from cg_ledger.billing import BilledCostRecorder
 from cg_ledger.folding import RollupFolder
 from cg_ledger.key_health import KeyHealthRecorder
@@ -42,7 +44,7 @@ LAG_REFRESH_SECS = 5.0
 def needs(topology: Topology) -> Needs:
     """What the ledger reads and writes in JetStream."""
     return Needs(
-        streams=(USAGE_STREAM, PROBE_RESULT_STREAM, BILLING_STREAM, COST_STREAM, DLQ_STREAM),
+        streams=(USAGE_STREAM, PROBE_RESULT_STREAM, BILLING_STREAM, COST_STREAM, DLQ_STREAM, ALERT_STREAM),
         consumers=(topology.ledger_usage, topology.ledger_probe_results, topology.ledger_billing),
     )
 
@@ -88,7 +90,7 @@ async def run(settings: LedgerSettings) -> None:
                 awaiting_rebuild=changes.incomplete,
             )
         spec = usage_consumer_spec(settings, topology)
-        consumer = BatchConsumer(nats, spec, UsageRecorder(db, nats, Pricer()))
+        consumer = BatchConsumer(nats, spec, UsageRecorder(db, nats, Pricer(), AlertPublisher(db, nats)))
         billing = BatchConsumer(nats, billing_consumer_spec(topology), BilledCostRecorder(db))
         health_consumer = BatchConsumer(nats, probe_result_consumer_spec(topology), KeyHealthRecorder(db))
         REGISTRY.register(ConsumerStatsCollector("cg_ledger", consumer.stats))
@@ -98,7 +100,7 @@ async def run(settings: LedgerSettings) -> None:
         on_termination(consumer.stop, billing.stop, health_consumer.stop)
         lag = asyncio.create_task(_track_lag(js, spec))
         beating = asyncio.create_task(keep_beating(redis, "ledger", healthy=lambda: nats.is_connected))
-        folder = RollupFolder(db, interval_secs=settings.ledger_fold_interval_secs)
+        folder = RollupFolder(db, interval_secs=settings.ledger_fold_interval_secs, alerts=AlertPublisher(db, nats))
         folding = asyncio.create_task(folder.run())
         log.info("ledger started", consumer=spec.durable, health_port=settings.ledger_port)
         try:

@@ -63,6 +63,8 @@ CREATE TABLE budget_alerts (
     period_end   timestamptz NOT NULL,
     spent        numeric(30, 12) NOT NULL,
     occurred_at  timestamptz NOT NULL DEFAULT now(),
+    published_at timestamptz,  -- on cg.alert.budget; NULL: still to publish (the ledger retries until it is)
     CONSTRAINT budget_alerts_once UNIQUE (budget_id, period_start, type, threshold)
 );
 CREATE INDEX budget_alerts_newest ON budget_alerts (occurred_at DESC, id DESC);
+CREATE INDEX budget_alerts_unpublished ON budget_alerts (occurred_at) WHERE published_at IS NULL;
