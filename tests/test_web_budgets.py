@@ -52,6 +52,15 @@ async def test_budgets_are_made_shown_changed_and_deleted(api_env: dict[str, str
                 budget = (await client.get("/budgets")).json()[0]
             assert budget["current"]["spent"] == "45.5"
 
+            with psycopg.connect(api_env["DATABASE_URL"], autocommit=True) as conn:  # its first batch: 55.5%
+                insert_usage(
+                    conn, [UsageRow(occurred_at=datetime.now(UTC), attributes={"team": "search"}, cost=Decimal(10))]
+                )
+            alerts = (await browser.get("/dashboard/alerts", params={"budget_id": budget["id"]})).text
+            assert alerts.count("data-alert-id=") == 1
+            assert '<span class="badge warn">50%</span>' in alerts
+            assert "search team" in alerts
+
             refused = await browser.post("/dashboard/budgets", data={**form, "name": "x", "timezone": "Mars/Base"})
             assert refused.status_code == 422
             assert "not an IANA time zone" in refused.text
@@ -63,8 +72,8 @@ async def test_budgets_are_made_shown_changed_and_deleted(api_env: dict[str, str
             changed = await browser.post(f"/dashboard/budgets/{budget['id']}", data={**form, "amount": "50"})
             assert changed.status_code == 303
             page = (await browser.get("/dashboard/budgets")).text
-            assert 'class="spent" x="0" y="2" width="91.0"' in page
-            assert "91.0% · thresholds 50, 80, 100%" in page
+            assert 'class="spent" x="0" y="2" width="100.0"' in page  # 55.5 of 50: the bar ends at the amount
+            assert "111.0% · thresholds 50, 80, 100%" in page
 
             deleted = await browser.post(f"/dashboard/budgets/{budget['id']}/delete", data={"csrf_token": token})
             assert deleted.status_code == 303

@@ -122,6 +122,10 @@ class Api:
     async def delete_budget(self, budget_id: int) -> None:
         await self._json("DELETE", f"/budgets/{budget_id}")
 
+    async def alerts(self, params: Mapping[str, str]) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = await self._json("GET", "/alerts", params=dict(params))
+        return result
+
     async def audit(self, params: Mapping[str, str]) -> dict[str, Any]:
         result: dict[str, Any] = await self._json("GET", "/audit", params=dict(params))
         return result

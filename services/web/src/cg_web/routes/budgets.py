@@ -1,5 +1,6 @@
 """The Budgets page: every budget with its current period as a bar (spent, reserved, a forecast marker), and forms
-to make, change and delete them (admins; the api refuses anyone else). Plain forms: it all works without JavaScript."""
+to make, change and delete them (admins; the api refuses anyone else); the Alerts page: what the ledger said of them.
+Plain forms and links: it all works without JavaScript."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from cg_web.routes.usage import dimensions_of
 router = APIRouter()
 
 BUDGETS = "/dashboard/budgets"
+ALERTS = "/dashboard/alerts"
+ALERTS_SHOWN = 200
 PERIODS = ("day", "week", "month")
 ZONES = ("UTC", "Europe/Berlin", "Europe/London", "America/New_York", "America/Los_Angeles", "Asia/Tokyo")
 BudgetId = Annotated[int, Path(ge=1, le=2**63 - 1)]
@@ -28,6 +31,14 @@ EMPTY_FORM: dict[str, Any] = {"period": "month", "timezone": "UTC", "thresholds"
 async def budgets_page(request: Request, resources: ResourcesDep, edit: int | None = None) -> Response:
     flash = request.session.pop("flash", None)
     return await _page(request, resources, editing=edit, messages=[flash] if flash else [])
+
+
+@router.get(ALERTS)
+async def alerts_page(request: Request, resources: ResourcesDep, budget_id: int | None = None) -> Response:
+    """Every alert the ledger decided, newest first; one budget's when the page is opened from it."""
+    params = {"limit": str(ALERTS_SHOWN), **({"budget_id": str(budget_id)} if budget_id else {})}
+    alerts = await resources.api_for(request).alerts(params)
+    return render(request, "alerts.html", {"alerts": alerts, "budget_id": budget_id, "shown": ALERTS_SHOWN})
 
 
 @router.post(BUDGETS)
