@@ -28,6 +28,9 @@ TRANSIENT_DB_ERRORS = (
 # starts a fresh attempt at once.
 RECONNECT_GIVE_UP_SECS = 3.0
 CONNECT_TIMEOUT_SECS = 2  # libpq's, for a server that does not answer at all (a dropped route, a frozen host)
+# JIT compilation pays off for queries of seconds; ours take milliseconds, and a summary grouping thousands of values
+# (a customer dimension) crosses jit_above_cost, where compiling would cost more than running.
+SESSION_OPTIONS = "-c jit=off"
 
 
 async def open_pool(
@@ -53,7 +56,13 @@ async def open_pool(
         open=False,
         timeout=wait_secs,
         reconnect_timeout=RECONNECT_GIVE_UP_SECS,
-        kwargs={"row_factory": dict_row, "application_name": name, "connect_timeout": CONNECT_TIMEOUT_SECS},
+        kwargs={
+            "row_factory": dict_row,
+            "application_name": name,
+            "connect_timeout": CONNECT_TIMEOUT_SECS,
+            # DATABASE_URL's own `options`, where it has some, are the operator's and win.
+            **({} if "options=" in database_url else {"options": SESSION_OPTIONS}),
+        },
         connection_class=AsyncConnection[dict[str, Any]],
         configure=configure,
         check=AsyncConnectionPool.check_connection,
