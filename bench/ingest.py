@@ -819,7 +819,7 @@ def dimensions_markdown(result: dict[str, Any]) -> list[str]:
             )
         ),
         "",
-        f"With dimensions: **{dims['ratio']:.0%}** of the rate without (target ≥ {DIMENSION_TARGET:.0%}), {verdict}.",
+        f"With dimensions: **{dims['ratio']:.1%}** of the rate without (target ≥ {DIMENSION_TARGET:.0%}), {verdict}.",
     ]
 
 
