@@ -27,9 +27,10 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +42,10 @@ from nats.js.api import StreamConfig
 from nats.js.errors import NotFoundError
 from psycopg.rows import dict_row
 
-from bench import profile
+from bench import profile, summary
 from bench.support import CpuMeter, drop_database, fake_keys, fmt_cpu, fresh_database, per_thousand, say, store_keys
 from cg_common.crypto import fingerprint
+from cg_common.dimensions import DEFAULT_DIMENSIONS, DEFAULT_PAIRS
 from cg_common.pricing import Price, Pricer
 from cg_common.publishing import MSG_ID_HEADER, Outgoing, publish_all
 from cg_common.pull import PullFetcher
@@ -76,6 +78,9 @@ REPEATS = 3  # runs per replica count: the machine's speed drifts by ±10% from 
 POLL_SECS = 0.1
 DRAIN_TIMEOUT_SECS = 600.0
 CORES = os.cpu_count() or 1
+# `BENCH_INGEST_ONLY=dimensions`: run only the dimensions comparison (for iterating on it; `make bench` runs all).
+ONLY_ENV = "BENCH_INGEST_ONLY"
+DIMENSION_TARGET = 0.90
 # The consumer the ledger runs, exactly: its defaults, whatever they become (no environment is read here).
 LEDGER_SPEC = usage_consumer_spec(
     LedgerSettings.model_construct(nats_url="nats://-", database_url="postgresql://-", redis_url="redis://-"),
@@ -114,6 +119,9 @@ def run(
         plain_keys = fake_keys(STORED_KEYS + UNKNOWN_KEYS)  # the first STORED_KEYS are stored in each database
         keys_to_store = (master_key, plain_keys[:STORED_KEYS])
         fingerprints = [fingerprint(k) for k in plain_keys]
+        if os.environ.get(ONLY_ENV) == "dimensions":
+            say(NAME, f"{ONLY_ENV}=dimensions: only the dimensions comparison (its section shows nothing else)")
+            return {**result, "dimensions": dimension_runs(stack, servers, work_dir, keys_to_store, fingerprints, rng)}
         events = make_events(EVENTS, rng, fingerprints, LIVE_SPAN)
         payloads = [json.dumps(e).encode() for e in events]
         say(NAME, f"{EVENTS:,} events made ({sum(map(len, payloads)) / EVENTS:.0f} bytes each); publishing")
@@ -146,6 +154,7 @@ def run(
         backfill = make_events(EVENTS, rng, fingerprints, BACKFILL_SPAN, name="backfill")
         asyncio.run(publish_backlog(servers, backfill, [json.dumps(e).encode() for e in backfill]))
         result["backfill"] = _ledger_runs(stack, servers, work_dir, keys_to_store, "backfill")
+        result["dimensions"] = dimension_runs(stack, servers, work_dir, keys_to_store, fingerprints, rng)
     copy_rate = result["copy"]["usage_events"]["rate"]
     # The ledger's rate as a share of the slower baseline (target ≥ 50%), with the consume baseline read both ways:
     # nats-py's own fetch, and the ledger's own lean consume path.
@@ -178,11 +187,102 @@ def _ledger_runs(
     return medians
 
 
+def dimension_runs(
+    stack: Stack,
+    servers: Servers,
+    work_dir: Path,
+    keys: tuple[str, Sequence[str]],
+    fingerprints: Sequence[str],
+    rng: random.Random,
+) -> dict[str, Any]:
+    """One ledger on the live backlog, the same events twice: carrying the four dimensions, with the default
+    DIMENSIONS and DIMENSION_PAIRS (six groupings rolled up), and without attributes, with DIMENSIONS and
+    DIMENSION_PAIRS empty (nothing rolled up). REPEATS runs each, interleaved; each backlog is published afresh
+    before its run (new event ids, the rest identical), outside the measured time."""
+    events = make_events(EVENTS, rng, fingerprints, LIVE_SPAN, name="dims", attributes=dimension_attributes(rng))
+    variants: dict[str, tuple[dict[str, str], Callable[[dict[str, Any]], dict[str, Any]]]] = {
+        "with": (
+            {"DIMENSIONS": ",".join(DEFAULT_DIMENSIONS), "DIMENSION_PAIRS": ",".join(DEFAULT_PAIRS)},
+            lambda event: event,
+        ),
+        "without": ({"DIMENSIONS": "", "DIMENSION_PAIRS": ""}, _without_attributes),
+    }
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
+    for repeat in range(REPEATS):
+        for name, (env, shape) in variants.items():
+            backlog = [{**shape(event), "id": f"{name}{repeat}-{event['id']}"} for event in events]
+            asyncio.run(publish_backlog(servers, backlog, [json.dumps(e).encode() for e in backlog]))
+            figures = _ledger_run(
+                stack, servers, work_dir, 1, keys, extra_env=env, check=partial(_check_dimensions, name == "with")
+            )
+            runs[name].append(figures)
+            say(NAME, f"dimensions {name}: ledger ×1: {figures['rate']:,.0f} events/s ({figures['seconds']:.1f} s)")
+    medians = {}
+    for name, done in runs.items():
+        ranked = sorted(done, key=lambda run: run["rate"])
+        medians[name] = {**ranked[len(ranked) // 2], "rates": [run["rate"] for run in done]}
+    ratio = medians["with"]["rate"] / medians["without"]["rate"]
+    say(NAME, f"dimensions: with/without {ratio:.1%}")
+    return {**medians, "ratio": ratio}
+
+
+def dimension_attributes(rng: random.Random) -> Callable[[int], dict[str, str]]:
+    """The four dimensions as the summary benchmark draws them: project p of team p mod 20, customer and feature
+    independent, each skewed (⌊u^k × count⌋)."""
+
+    def draw(count: int, skew: float) -> int:
+        return int(rng.random() ** skew * count)
+
+    def attributes(_n: int) -> dict[str, str]:
+        project = draw(summary.PROJECTS, summary.PROJECT_SKEW)
+        return {
+            "team": f"team-{project % summary.TEAMS}",
+            "project": f"project-{project}",
+            "customer": f"customer-{draw(summary.CUSTOMERS, summary.CUSTOMER_SKEW)}",
+            "feature": f"feature-{draw(summary.FEATURES, summary.FEATURE_SKEW)}",
+        }
+
+    return attributes
+
+
+def _without_attributes(event: dict[str, Any]) -> dict[str, Any]:
+    return {**event, "data": {name: value for name, value in event["data"].items() if name != "attributes"}}
+
+
+def _check_dimensions(rolled_up: bool, database_url: str) -> None:
+    """With dimensions: each of the six groupings holds every event once (hourly roll-up plus pending sums).
+    Without: no grouping listed, no dimension roll-up row."""
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            """SELECT g.grouping,
+                      (SELECT coalesce(sum(events), 0) FROM usage_rollup_dimension_hourly h
+                       WHERE h.grouping = g.grouping)
+                      + (SELECT coalesce(sum(events), 0) FROM usage_rollup_dimension_pending p
+                         WHERE p.grouping = g.grouping)
+               FROM usage_rollup_groupings g ORDER BY 1"""
+        ).fetchall()
+        stray = conn.execute(
+            """SELECT (SELECT count(*) FROM usage_rollup_dimension_hourly)
+                      + (SELECT count(*) FROM usage_rollup_dimension_pending)"""
+        ).fetchone()
+    expected = len(DEFAULT_DIMENSIONS) + len(DEFAULT_PAIRS) if rolled_up else 0
+    if len(rows) != expected or any(int(events) != EVENTS for _, events in rows):
+        raise RuntimeError(f"dimension roll-ups after the run: {rows}, expected {expected} groupings of {EVENTS}")
+    if not rolled_up and stray and stray[0]:
+        raise RuntimeError(f"{stray[0]} dimension roll-up rows with DIMENSIONS empty")
+
+
 def make_events(
-    count: int, rng: random.Random, fingerprints: Sequence[str], spread: timedelta, *, name: str = "bench"
+    count: int,
+    rng: random.Random,
+    fingerprints: Sequence[str],
+    spread: timedelta,
+    *,
+    name: str = "bench",
+    attributes: Callable[[int], dict[str, str]] | None = None,
 ) -> list[dict[str, Any]]:
     """Valid usage events: 5 OpenAI models, random tokens (cached ≤ input), 30 sources, stamped over `spread` up to
-    a minute ago."""
+    a minute ago; `attributes(n)` gives the n-th event's (default: a team out of 7)."""
     end = datetime.now(UTC) - timedelta(minutes=1)
     span = spread.total_seconds()
     events = []
@@ -198,7 +298,7 @@ def make_events(
                 output_tokens=rng.randint(0, 4_000),
                 time_=end - timedelta(seconds=rng.uniform(0, span)),
                 key_fingerprint=rng.choice(fingerprints),
-                attributes={"team": f"team-{n % 7}"},
+                attributes=attributes(n) if attributes else {"team": f"team-{n % 7}"},
             )
         )
     return events
@@ -546,11 +646,14 @@ def _ledger_run(
     work_dir: Path,
     replicas: int,
     keys: tuple[str, Sequence[str]],
+    *,
+    extra_env: Mapping[str, str] | None = None,
+    check: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     database_url = prepare_ledger_run(stack, servers, keys)
     try:
         spawned = time.perf_counter()
-        env = ledger_env(stack, servers, database_url)
+        env = {**ledger_env(stack, servers, database_url), **(extra_env or {})}
         ledgers = _start_ledgers(env, work_dir, replicas, f"x{replicas}")
         try:
             figures = _drain(ledgers, servers, database_url, spawned)
@@ -558,6 +661,8 @@ def _ledger_run(
             codes = [ledger.stop() for ledger in ledgers]
         if any(codes):
             raise RuntimeError(f"ledger exit codes {codes}:\n{ledgers[0].log_text()[-2000:]}")
+        if check is not None:
+            check(database_url)
         return figures
     finally:
         drop_database(stack.database_url, database_url)
@@ -683,7 +788,44 @@ def _profiled_run(
     return {"path": str(raw), "rate_under_profiler": figures["rate"], **summary}
 
 
+def dimensions_markdown(result: dict[str, Any]) -> list[str]:
+    dims = result["dimensions"]
+    with_, without = dims["with"], dims["without"]
+    verdict = "met" if dims["ratio"] >= DIMENSION_TARGET else "**missed**"
+    return [
+        "### Dimensions on and off",
+        "",
+        f"One ledger on the live backlog ({EVENTS:,} events over the last {LIVE_SPAN.seconds // 60} minutes), the same "
+        "events twice, interleaved, "
+        f"{REPEATS} runs each, each on a fresh database with its backlog published afresh just before (new event "
+        "ids, outside the measured time): **with** every event carrying the four dimensions of the summary "
+        f"benchmark (team of {summary.TEAMS}, project of {summary.PROJECTS} belonging to one team, customer of "
+        f"{summary.CUSTOMERS:,}, feature of {summary.FEATURES}, skewed the same way) and the default DIMENSIONS "
+        f"`{','.join(DEFAULT_DIMENSIONS)}` and DIMENSION_PAIRS `{','.join(DEFAULT_PAIRS)}` (six groupings rolled "
+        "up: every batch also writes its pending dimension sums, every fold moves them), and **without** "
+        "attributes, with DIMENSIONS and DIMENSION_PAIRS empty (nothing rolled up). Checked after each run: "
+        "every grouping holds every event once (hourly roll-up plus pending sums), and nothing is rolled up "
+        "without dimensions.",
+        "",
+        "| ledger ×1, live backlog | events/s (median) | runs | mean batch | CPU/1k: ledger | postgres | nats-server |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: |",
+        *(
+            f"| {label} | {figures['rate']:,.0f} | {_rates(figures)} | {figures['mean_batch_ms']:.0f} ms | "
+            f"{fmt_cpu(figures['cpu_per_1000'].get('ledger'))} | {fmt_cpu(figures['cpu_per_1000'].get('postgres'))} | "
+            f"{fmt_cpu(figures['cpu_per_1000'].get('nats'))} |"
+            for label, figures in (
+                ("without attributes, DIMENSIONS empty", without),
+                ("**with four dimensions, default DIMENSIONS and pairs**", with_),
+            )
+        ),
+        "",
+        f"With dimensions: **{dims['ratio']:.1%}** of the rate without (target ≥ {DIMENSION_TARGET:.0%}), {verdict}.",
+    ]
+
+
 def markdown(result: dict[str, Any]) -> str:
+    if "ledger" not in result:  # BENCH_INGEST_ONLY=dimensions
+        return "\n".join(dimensions_markdown(result))
     one, two = result["ledger"][1], result["ledger"][2]
     back_one, back_two = result["backfill"][1], result["backfill"][2]
     copy, pp = result["copy"], result["parse_price"]
@@ -761,6 +903,8 @@ def markdown(result: dict[str, Any]) -> str:
             + ", ".join(f"{PROFILE_FOCUS.get(name, name)} {share:.0%}" for name, share in focus.items())
             + ".",
         ]
+    if "dimensions" in result:
+        lines += ["", *dimensions_markdown(result)]
     return "\n".join(lines)
 
 
