@@ -86,8 +86,12 @@ async def test_a_budget_made_mid_period_starts_from_the_usage_already_recorded(
     assert alerts(db) == [(budget["id"], 50, today)]
 
 
-async def test_a_late_event_counts_in_its_own_period(api: httpx.AsyncClient, db: psycopg.Connection[Any]) -> None:
+async def test_a_late_event_counts_in_its_own_period_and_none_before_the_budget(
+    api: httpx.AsyncClient, db: psycopg.Connection[Any]
+) -> None:
     budget = await make_budget(api, period="day", timezone="Europe/Berlin")
+    # As if it had been made two days ago: periods before a budget's definition are not counted.
+    db.execute("UPDATE budgets SET opening_period_start = opening_period_start - interval '2 days'")
     yesterday = NOW - timedelta(days=1)
     record(db, [usage("8", at=yesterday)])  # arrives today, happened yesterday: yesterday's 80%
     periods = spent(db, budget["id"])
@@ -95,6 +99,8 @@ async def test_a_late_event_counts_in_its_own_period(api: httpx.AsyncClient, db:
     (start,) = periods
     assert start < datetime.fromisoformat(budget["current"]["period_start"])
     assert alerts(db) == [(budget["id"], 50, start), (budget["id"], 80, start)]
+    record(db, [usage("9", at=NOW - timedelta(days=5))])  # before the budget existed: not its concern
+    assert list(spent(db, budget["id"]).values()) == [Decimal("8")]
 
 
 async def test_reprice_lowering_below_a_threshold_never_alerts_it_twice(

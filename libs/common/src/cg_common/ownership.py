@@ -80,7 +80,22 @@ TABLES = (
         "budgets",
         "api",
         "budgets: amount, period, time zone, scope, thresholds, hard or not; deleted ones kept",
-        {"ledger": ("id", "amount", "period", "timezone", "scope", "thresholds", "definition", "deleted_at")},
+        {
+            "ledger": (
+                "id",
+                "amount",
+                "period",
+                "timezone",
+                "scope",
+                "thresholds",
+                "definition",
+                "deleted_at",
+                "opening_period_start",
+                "opening_spent",
+                "scope_members",
+                "scope_values",
+            )
+        },
     ),
     Table("budget_spend", "ledger", "each budget's spend per period, kept with the usage it counts", {"api": ()}),
     Table("budget_alerts", "ledger", "every budget alert, once per budget, period, kind and threshold", {"api": ()}),

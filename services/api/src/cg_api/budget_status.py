@@ -41,6 +41,16 @@ def _json_text(value: object) -> str:
     return str(value)
 
 
+async def opening(
+    conn: Connection, budget: dict[str, Any], rolled: summary_repo.RolledUp, now: datetime | None = None
+) -> dict[str, Any]:
+    """A definition's opening: its current period's start and what the usage recorded so far spent in it, from
+    which the ledger counts on (budgets_repo.lock first, so that no batch falls between)."""
+    window = window_at(now or datetime.now(UTC), budget["period"], ZoneInfo(budget["timezone"]))
+    spent = await _cost(conn, window.start, window.end, scope_filters(budget["scope"]), rolled)
+    return {"opening_period_start": window.start, "opening_spent": spent}
+
+
 async def current_period(
     conn: Connection, budget: dict[str, Any], rolled: summary_repo.RolledUp, now: datetime | None = None
 ) -> CurrentPeriod:

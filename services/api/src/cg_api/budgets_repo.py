@@ -17,11 +17,18 @@ COUNTED_UNDER = ("period", "timezone", "scope")
 LOCK = "LOCK TABLE budgets IN ACCESS EXCLUSIVE MODE"
 
 
-async def insert(conn: Connection, values: dict[str, Any]) -> dict[str, Any]:
+async def lock(conn: Connection) -> None:
+    """Before a definition's opening is summed: see LOCK."""
     await conn.execute(LOCK)
+
+
+async def insert(conn: Connection, values: dict[str, Any]) -> dict[str, Any]:
+    """`values` with the opening (`opening_period_start`, `opening_spent`), summed after `lock`."""
     cursor = await conn.execute(
-        f"""INSERT INTO budgets (name, amount, period, timezone, scope, thresholds, hard)
-            VALUES (%(name)s, %(amount)s, %(period)s, %(timezone)s, %(scope)s, %(thresholds)s, %(hard)s)
+        f"""INSERT INTO budgets (name, amount, period, timezone, scope, thresholds, hard, opening_period_start,
+                                 opening_spent)
+            VALUES (%(name)s, %(amount)s, %(period)s, %(timezone)s, %(scope)s, %(thresholds)s, %(hard)s,
+                    %(opening_period_start)s, %(opening_spent)s)
             RETURNING {COLUMNS}""",  # noqa: S608 - constant columns
         {**values, "scope": Jsonb(values["scope"])},
     )
@@ -41,11 +48,12 @@ async def live(conn: Connection, budget_id: int | None = None) -> list[dict[str,
 
 
 async def update(conn: Connection, budget_id: int, changes: dict[str, Any]) -> dict[str, Any] | None:
-    """Apply `changes` (a subset of EDITABLE) to a live budget; None if there is none with this id."""
+    """Apply `changes` (a subset of EDITABLE; with the new definition's opening when one of COUNTED_UNDER changes,
+    summed after `lock`) to a live budget; None if there is none with this id."""
     assignments = ", ".join(f"{name} = %({name})s" for name in changes if name in EDITABLE)
-    if any(name in changes for name in COUNTED_UNDER):
-        await conn.execute(LOCK)
-        assignments += ", definition = definition + 1"
+    if "opening_spent" in changes:
+        assignments += ", definition = definition + 1, opening_period_start = %(opening_period_start)s"
+        assignments += ", opening_spent = %(opening_spent)s"
     values = {**changes, "id": budget_id}
     if "scope" in values:
         values["scope"] = Jsonb(values["scope"])

@@ -1,17 +1,18 @@
 """Budget spend and threshold alerts, decided in the transaction that records (or reprices) the usage they rest on.
 
 For the rows just stored, each live budget whose scope covers a row adds the row's cost to its spend in the row's
-period (in the budget's time zone: a late event counts in its own period). The first spend row of a (budget,
-definition, period) starts from every record already stored in that period, this batch included; later ones add
-the batch's part. Rows are upserted in key order, so concurrent batches lock them in the same order and each sees the
-spend before and after its own addition: a threshold is crossed by exactly one transaction (a period's first row
-counts from nothing, so what was reached before the budget was made is said when it is first counted), and its
-alert is inserted with `ON CONFLICT DO NOTHING` on (budget, period, kind, threshold), so replays, re-sends and a
+period (in the budget's time zone: a late event counts in its own period). The definition's first period starts from
+its opening, which the api summed from the usage recorded before; periods before the definition are not counted.
+Budgets are found through an index on their scope's members and values, so thousands cost a lookup per record and
+per distinct set of members. Rows are upserted in key order, so concurrent batches lock them in the same order and
+each sees the spend before and after its own addition: a threshold is crossed by exactly one transaction (a
+period's first row counts from nothing, so what was reached before the budget was made is said when it is first
+counted), and its alert is inserted with `ON CONFLICT DO NOTHING` on (budget, period, kind, threshold), so replays, re-sends and a
 reprice that lowers and raises again can never alert twice.
 
-Why no batch is missed when a budget is made or its scope changes: the api takes the budgets table exclusively for
-that, so it waits for every batch that read the old budgets and makes every later batch read the new ones; a batch
-committed before is in the first row's sum from the records.
+Why no batch is missed or counted twice when a budget is made or its scope changes: the api takes the budgets table
+exclusively, then sums the opening, so it waits for every batch that read the old budgets (they are in the opening)
+and makes every later batch read the new ones (they add to it).
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from decimal import Decimal
 
 from cg_common.db import Connection
 
-# One statement: the changed records, the budgets covering each, the spend per (budget, period) upserted in order,
-# then an alert for every threshold the new spend reaches and the old one did not.
+# One statement: the changed records, the budgets covering each (an index on the scope's members and values), the
+# spend per (budget, period) upserted in order, then an alert for every threshold the new spend reaches and the old
+# one did not.
 APPLY = """
 WITH changed AS (
     SELECT u.occurred_at, u.key_id, u.source, u.provider, u.model, u.attributes, c.added
@@ -30,29 +32,36 @@ WITH changed AS (
     JOIN usage_events u ON u.id = c.id
     WHERE c.added <> 0 AND EXISTS (SELECT FROM budgets WHERE deleted_at IS NULL)  -- no budget: nothing read
 ),
+shapes AS (  -- the distinct sets of members live budgets name: a handful, however many budgets
+    SELECT DISTINCT scope_members FROM budgets WHERE deleted_at IS NULL
+),
+keyed AS MATERIALIZED (  -- each changed record under each shape, with its values for that shape's members
+    SELECT ch.*, s.scope_members,
+           usage_member_values(s.scope_members, ch.key_id, ch.source, ch.provider, ch.model, ch.attributes) AS vals
+    FROM changed ch CROSS JOIN shapes s
+),
 hits AS (
-    SELECT b.id AS budget_id, b.definition, b.scope,
-           date_trunc(b.period, ch.occurred_at, b.timezone) AS period_start,
-           (date_trunc(b.period, ch.occurred_at, b.timezone) AT TIME ZONE b.timezone + ('1 ' || b.period)::interval)
+    SELECT b.id AS budget_id, b.definition, b.opening_period_start, b.opening_spent,
+           date_trunc(b.period, k.occurred_at, b.timezone) AS period_start,
+           (date_trunc(b.period, k.occurred_at, b.timezone) AT TIME ZONE b.timezone + ('1 ' || b.period)::interval)
                AT TIME ZONE b.timezone AS period_end,
-           sum(ch.added) AS added
-    FROM changed ch
-    JOIN budgets b ON b.deleted_at IS NULL
-                  AND budget_covers(b.scope, ch.key_id, ch.source, ch.provider, ch.model, ch.attributes)
-    GROUP BY 1, 2, 3, 4, 5
+           sum(k.added) AS added
+    FROM keyed k
+    -- An index look-up per record and shape (budgets_live_scope), whatever the planner believes of the budgets
+    -- table: OFFSET 0 keeps the sub-select from being turned into a join it might loop over instead.
+    CROSS JOIN LATERAL (
+        SELECT * FROM budgets
+        WHERE deleted_at IS NULL AND scope_members = k.scope_members AND scope_values = k.vals OFFSET 0
+    ) AS b
+    WHERE date_trunc(b.period, k.occurred_at, b.timezone) >= b.opening_period_start  -- not before the definition
+    GROUP BY 1, 2, 3, 4, 5, 6
 ),
 upserted AS (
     INSERT INTO budget_spend (budget_id, definition, period_start, period_end, spent, last_added)
     SELECT h.budget_id, h.definition, h.period_start, h.period_end,
-           CASE WHEN s.budget_id IS NOT NULL THEN h.added ELSE (
-               SELECT coalesce(sum(e.cost), 0) FROM usage_events e
-               WHERE e.occurred_at >= h.period_start AND e.occurred_at < h.period_end
-                 AND budget_covers(h.scope, e.key_id, e.source, e.provider, e.model, e.attributes)
-           ) END,
+           h.added + CASE WHEN h.period_start = h.opening_period_start THEN h.opening_spent ELSE 0 END,
            h.added
     FROM hits h
-    LEFT JOIN budget_spend s
-        ON (s.budget_id, s.definition, s.period_start) = (h.budget_id, h.definition, h.period_start)
     ORDER BY h.budget_id, h.definition, h.period_start
     ON CONFLICT (budget_id, definition, period_start) DO UPDATE
         SET spent = budget_spend.spent + EXCLUDED.last_added, last_added = EXCLUDED.last_added

@@ -10,7 +10,7 @@ from psycopg.errors import UniqueViolation
 
 from cg_api import budgets_repo, dimension_params, summary_repo
 from cg_api.budget_schemas import BudgetCreate, BudgetOut, BudgetPatch, BudgetScope
-from cg_api.budget_status import current_period
+from cg_api.budget_status import current_period, opening
 from cg_api.deps import DbDep
 from cg_api.schemas import ErrorOut
 
@@ -27,6 +27,8 @@ async def create_budget(body: BudgetCreate, db: DbDep, request: Request) -> Budg
     rolled = await summary_repo.rolled_up(db, one_snapshot=False)
     await _check_scope(db, body.scope, rolled)
     values = body.model_dump(exclude={"scope"}) | {"scope": body.scope.stored()}
+    await budgets_repo.lock(db)
+    values |= await opening(db, values, rolled)
     row = await _named_uniquely(budgets_repo.insert(db, values), body.name)
     request.state.audit_target = row["id"]
     return await _out(db, row, rolled)
@@ -62,6 +64,12 @@ async def change_budget(budget_id: BudgetId, body: BudgetPatch, db: DbDep) -> Bu
             "a field given must have a value (leave it out to keep it)",
             where="body",
         )
+    if any(name in changes for name in budgets_repo.COUNTED_UNDER):
+        await budgets_repo.lock(db)
+        rows = await budgets_repo.live(db, budget_id)
+        if not rows:
+            raise _not_found(budget_id)
+        changes |= await opening(db, {**rows[0], **changes}, rolled)
     row = await _named_uniquely(budgets_repo.update(db, budget_id, changes), body.name or "")
     if row is None:
         raise _not_found(budget_id)
