@@ -7,8 +7,8 @@ Budgets are found through an index on their scope's members and values, so thous
 per distinct set of members. Rows are upserted in key order, so concurrent batches lock them in the same order and
 each sees the spend before and after its own addition: a threshold is crossed by exactly one transaction (a
 period's first row counts from nothing, so what was reached before the budget was made is said when it is first
-counted), and its alert is inserted with `ON CONFLICT DO NOTHING` on (budget, period, kind, threshold), so replays, re-sends and a
-reprice that lowers and raises again can never alert twice.
+counted), and its alert is inserted with `ON CONFLICT DO NOTHING` on (budget, period, kind, threshold), so
+replays, re-sends and a reprice that lowers and raises again can never alert twice.
 
 Why no batch is missed or counted twice when a budget is made or its scope changes: the api takes the budgets table
 exclusively, then sums the opening, so it waits for every batch that read the old budgets (they are in the opening)
