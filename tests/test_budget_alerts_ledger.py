@@ -1,6 +1,7 @@
 """Budget alerts through the real pipeline: two ledger replicas, 10% re-sends, one replica SIGKILLed while spend
 crosses 50/80/100% of several budgets: exactly one alert per (budget, period, threshold) in PostgreSQL, on
-`cg.alert.budget` (JetStream holds each once) and in GET /alerts; each budget's spend equals its usage's cost."""
+`cg.alert.budget` (JetStream holds each once) and in GET /alerts; each budget's spend equals its usage's cost.
+The ledgers run as their own PostgreSQL role."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import psycopg
 from cg_common.pricing import Pricer
 from cg_common.subjects import ALERT_STREAM
 from tests.support.processes import start_ledger
+from tests.support.roles import migration_step_roles
 from tests.support.usage import count_rows, usage_event, wait_until
 from tests.support.usage_rows import roll_up
 from tests.test_ledger_exactly_once import publish
@@ -88,7 +90,9 @@ async def test_one_alert_per_threshold_through_resends_and_a_killed_replica(
     rng.shuffle(messages)
     await publish(ledger_env["NATS_URL"], messages)
     url = ledger_env["DATABASE_URL"]
-    env = {**ledger_env, "LEDGER_BATCH_SIZE": "50", "LEDGER_FOLD_INTERVAL_SECS": "0.2"}
+    # The ledgers as their own PostgreSQL role, with only the grants docs/architecture.md lists.
+    ledger_url = migration_step_roles(url)["ledger"]
+    env = {**ledger_env, "DATABASE_URL": ledger_url, "LEDGER_BATCH_SIZE": "50", "LEDGER_FOLD_INTERVAL_SECS": "0.2"}
     survivor = start_ledger(env, tmp_path / "a.log")
     victim = start_ledger(env, tmp_path / "b.log")
     try:

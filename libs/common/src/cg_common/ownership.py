@@ -83,6 +83,7 @@ TABLES = (
         {
             "ledger": (
                 "id",
+                "name",
                 "amount",
                 "period",
                 "timezone",

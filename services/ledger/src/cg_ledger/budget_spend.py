@@ -50,7 +50,7 @@ hits AS (
     -- An index look-up per record and shape (budgets_live_scope), whatever the planner believes of the budgets
     -- table: OFFSET 0 keeps the sub-select from being turned into a join it might loop over instead.
     CROSS JOIN LATERAL (
-        SELECT * FROM budgets
+        SELECT id, definition, period, timezone, opening_period_start, opening_spent FROM budgets
         WHERE deleted_at IS NULL AND scope_members = k.scope_members AND scope_values = k.vals OFFSET 0
     ) AS b
     WHERE date_trunc(b.period, k.occurred_at, b.timezone) >= b.opening_period_start  -- not before the definition
