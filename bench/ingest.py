@@ -32,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import nats
@@ -62,6 +62,7 @@ from tests.support.jetstream import settled_consumer_info, topology_for
 from tests.support.processes import ServiceProcess, start_ledger
 from tests.support.usage import usage_event
 
+K = TypeVar("K")
 NAME = "ingest"
 EVENTS = 200_000
 MODELS = ("gpt-4o-mini-2024-07-18", "gpt-4o-2024-08-06", "gpt-4.1-mini", "o3-mini", "gpt-3.5-turbo")
@@ -180,10 +181,15 @@ def _ledger_runs(
             figures = _ledger_run(stack, servers, work_dir, replicas, keys)
             runs[replicas].append(figures)
             say(NAME, f"{backlog}: ledger ×{replicas}: {figures['rate']:,.0f} events/s ({figures['seconds']:.1f} s)")
+    return _medians(runs)
+
+
+def _medians(runs: dict[K, list[dict[str, Any]]]) -> dict[K, dict[str, Any]]:
+    """Each variant's median run by rate, with every run's rate beside it."""
     medians = {}
-    for replicas, done in runs.items():
+    for variant, done in runs.items():
         ranked = sorted(done, key=lambda run: run["rate"])
-        medians[replicas] = {**ranked[len(ranked) // 2], "rates": [run["rate"] for run in done]}
+        medians[variant] = {**ranked[len(ranked) // 2], "rates": [run["rate"] for run in done]}
     return medians
 
 
@@ -217,10 +223,7 @@ def dimension_runs(
             )
             runs[name].append(figures)
             say(NAME, f"dimensions {name}: ledger ×1: {figures['rate']:,.0f} events/s ({figures['seconds']:.1f} s)")
-    medians = {}
-    for name, done in runs.items():
-        ranked = sorted(done, key=lambda run: run["rate"])
-        medians[name] = {**ranked[len(ranked) // 2], "rates": [run["rate"] for run in done]}
+    medians = _medians(runs)
     ratio = medians["with"]["rate"] / medians["without"]["rate"]
     say(NAME, f"dimensions: with/without {ratio:.1%}")
     return {**medians, "ratio": ratio}

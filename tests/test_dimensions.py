@@ -22,6 +22,7 @@ from cg_common.dimensions import DimensionSettings, Grouping
 from cg_common.settings import describe_error
 from tests.support.keys import fake_openai_key
 from tests.support.usage_rows import UsageRow, fold, insert_usage, record, roll_up
+from tests.test_usage_queries import walk
 
 START = datetime(2026, 5, 30, 22, tzinfo=UTC)  # three days across a month's end
 FIGURES = ("events", "requests", "input_tokens", "cached_input_tokens", "output_tokens", "unpriced_events")
@@ -171,22 +172,8 @@ async def test_summary_and_data_equal_the_events_for_any_selection(
         assert response.status_code == 200, response.text
         assert got(response.json(), len(group_by)) == expected(chosen, group_by), (group_by, filters, since, until)
         ids = await walk(api, {**window, **filters, "limit": data.draw(st.integers(1, 9))})
+        assert len(ids) == len(set(ids))
         assert sorted(ids) == sorted(ids_of(db, chosen)), (filters, since, until)
-
-
-async def walk(api: httpx.AsyncClient, params: dict[str, Any]) -> list[int]:
-    """Every record id GET /data gives for `params`, following the cursors; none twice."""
-    walked: list[int] = []
-    cursor: str | None = None
-    while True:
-        response = await api.get("/data", params=params | ({"cursor": cursor} if cursor else {}))
-        assert response.status_code == 200, response.text
-        body = response.json()
-        walked += [item["id"] for item in body["items"]]
-        cursor = body["next_cursor"]
-        if cursor is None:
-            assert len(walked) == len(set(walked))
-            return walked
 
 
 def ids_of(db: psycopg.Connection[Any], rows: list[UsageRow]) -> list[int]:
