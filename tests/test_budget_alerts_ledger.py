@@ -1,7 +1,8 @@
 """Budget alerts through the real pipeline: two ledger replicas, 10% re-sends, one replica SIGKILLed while spend
 crosses 50/80/100% of several budgets: exactly one alert per (budget, period, threshold) in PostgreSQL, on
-`cg.alert.budget` (JetStream holds each once) and in GET /alerts; each budget's spend equals its usage's cost.
-The ledgers run as their own PostgreSQL role."""
+`cg.alert.budget` (JetStream holds each once), in GET /alerts and at a webhook receiver (one 2xx delivery each, the
+signature checked with svix); each budget's spend equals its usage's cost. The ledgers and the notifier run as their
+own PostgreSQL roles."""
 
 from __future__ import annotations
 
@@ -19,10 +20,11 @@ import psycopg
 
 from cg_common.pricing import Pricer
 from cg_common.subjects import ALERT_STREAM
-from tests.support.processes import start_ledger
+from tests.support.processes import start_background, start_ledger
 from tests.support.roles import migration_step_roles
 from tests.support.usage import count_rows, usage_event, wait_until
 from tests.support.usage_rows import roll_up
+from tests.support.webhook_receiver import WebhookReceiver
 from tests.test_ledger_exactly_once import publish
 
 EVENTS = 8000
@@ -57,8 +59,10 @@ async def alert_messages(nats_url: str) -> list[dict[str, Any]]:
 
 
 async def test_one_alert_per_threshold_through_resends_and_a_killed_replica(
-    api: httpx.AsyncClient, ledger_env: dict[str, str], tmp_path: Path
+    api: httpx.AsyncClient, ledger_env: dict[str, str], api_env: dict[str, str], tmp_path: Path
 ) -> None:
+    receiver = WebhookReceiver().start()
+    hook = (await api.post("/webhooks", json={"url": receiver.url, "events": ["budget.threshold"]})).json()
     await roll_up(ledger_env["DATABASE_URL"])  # the dimensions a ledger registers as it starts
     rng = random.Random(15)
     now = datetime.now(UTC).replace(microsecond=0)
@@ -91,8 +95,10 @@ async def test_one_alert_per_threshold_through_resends_and_a_killed_replica(
     await publish(ledger_env["NATS_URL"], messages)
     url = ledger_env["DATABASE_URL"]
     # The ledgers as their own PostgreSQL role, with only the grants docs/architecture.md lists.
-    ledger_url = migration_step_roles(url)["ledger"]
-    env = {**ledger_env, "DATABASE_URL": ledger_url, "LEDGER_BATCH_SIZE": "50", "LEDGER_FOLD_INTERVAL_SECS": "0.2"}
+    roles = migration_step_roles(url)
+    env = {**ledger_env, "DATABASE_URL": roles["ledger"], "LEDGER_BATCH_SIZE": "50", "LEDGER_FOLD_INTERVAL_SECS": "0.2"}
+    notifier_env = {**ledger_env, "DATABASE_URL": roles["notifier"], "MASTER_KEY": api_env["MASTER_KEY"]}
+    notifier = start_background("notifier", notifier_env, tmp_path / "notifier.log")
     survivor = start_ledger(env, tmp_path / "a.log")
     victim = start_ledger(env, tmp_path / "b.log")
     try:
@@ -111,8 +117,14 @@ async def test_one_alert_per_threshold_through_resends_and_a_killed_replica(
             if await published() >= alert_count:
                 break
             await asyncio.sleep(0.1)
+        for _ in range(100):
+            if len(receiver.delivered()) >= alert_count:
+                break
+            await asyncio.sleep(0.1)
     finally:
         assert survivor.stop() == 0
+        assert notifier.stop() == 0
+        receiver.stop()
 
     with psycopg.connect(url) as conn:
         stored = conn.execute(
@@ -133,6 +145,9 @@ async def test_one_alert_per_threshold_through_resends_and_a_killed_replica(
     assert len(on_nats) == alert_count
     listed = (await api.get("/alerts")).json()
     assert sorted(a["id"] for a in listed) == sorted(m["id"] for m in on_nats)
+    at_receiver = receiver.delivered()
+    assert {alert_id: len(requests) for alert_id, requests in at_receiver.items()} == {m["id"]: 1 for m in on_nats}
+    receiver.verify_all(hook["secret"])
     one = next(m for m in on_nats if m["budget"]["name"] == "search")
     assert (one["type"], one["threshold"], one["budget"]["timezone"]) == ("budget.threshold", 50, "Europe/Berlin")
     assert Decimal(one["spent"]) >= Decimal(one["budget"]["amount"]) / 2

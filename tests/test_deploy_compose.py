@@ -30,7 +30,7 @@ from tests.support.deployment import (
     parse_compose,
 )
 
-APP_SERVICES = ("migrate", "api", "web", "scheduler", "ledger", "prober")
+APP_SERVICES = ("migrate", "api", "web", "scheduler", "ledger", "prober", "notifier")
 DATASTORES = ("nats", "postgres", "redis")
 
 
@@ -75,7 +75,7 @@ def test_services_start_in_order_once_their_dependencies_are_healthy() -> None:
         "nats": {"condition": "service_healthy"},
         "postgres": {"condition": "service_healthy"},
     }
-    for name in ("api", "scheduler", "ledger", "prober"):
+    for name in ("api", "scheduler", "ledger", "prober", "notifier"):
         conditions = {dep: spec["condition"] for dep, spec in services[name]["depends_on"].items()}
         assert conditions == {
             "nats": "service_healthy",
@@ -93,13 +93,14 @@ SECRETS_BY_SERVICE = {
     "migrate": {
         "POSTGRES_PASSWORD",
         "CG_NATS_MIGRATE_PASSWORD",
-        *(f"PG_{s}_PASSWORD" for s in ("API", "LEDGER", "PROBER", "SCHEDULER")),
+        *(f"PG_{s}_PASSWORD" for s in ("API", "LEDGER", "PROBER", "SCHEDULER", "NOTIFIER")),
     },
     "api": {"PG_API_PASSWORD", "CG_NATS_API_PASSWORD", "MASTER_KEY", "API_KEY", "DASHBOARD_API_KEY"},
     "web": {"CG_NATS_WEB_PASSWORD", "DASHBOARD_API_KEY"},
     "scheduler": {"PG_SCHEDULER_PASSWORD", "CG_NATS_SCHEDULER_PASSWORD"},
     "ledger": {"PG_LEDGER_PASSWORD", "CG_NATS_LEDGER_PASSWORD"},
     "prober": {"PG_PROBER_PASSWORD", "CG_NATS_PROBER_PASSWORD", "MASTER_KEY"},
+    "notifier": {"PG_NOTIFIER_PASSWORD", "CG_NATS_NOTIFIER_PASSWORD", "MASTER_KEY"},
     "postgres": {"POSTGRES_PASSWORD"},
     "nats": {f"CG_NATS_{user.upper().replace('-', '_')}_PASSWORD" for user in nats_users.USERS},
 }
@@ -111,8 +112,8 @@ def secrets_of(example: Path) -> set[str]:
 
 
 def test_each_service_gets_only_the_secrets_it_needs_and_none_is_written_in() -> None:
-    """MASTER_KEY only to the api (which encrypts) and the prober (which decrypts), each NATS password only to its
-    user's service, and no literal secret anywhere: they enter by interpolation from deploy/compose/.env."""
+    """MASTER_KEY only to the api (which encrypts) and the prober and notifier (which decrypt), each NATS password only
+    to its user's service, and no literal secret anywhere: they enter by interpolation from deploy/compose/.env."""
     document = compose_document()
     secrets_known = secrets_of(COMPOSE_FILE.parent / ".env.example")
     for name, service in document["services"].items():

@@ -33,7 +33,7 @@ from tests.support.deployment import (
 from tests.support.nats_users import as_user
 from tests.support.processes import free_port, start_service
 
-LONG_RUNNING = ("api", "web", "scheduler", "ledger", "prober")
+LONG_RUNNING = ("api", "web", "scheduler", "ledger", "prober", "notifier")
 # The overlay whose settings the services get here: its datastores are single servers, like the test's.
 OVERLAY = "dev"
 
@@ -65,8 +65,14 @@ def secrets(stack: Stack, database_url: str, master_key: str, clean_state: None,
         "API_KEY": ADMIN_KEY,
         "DASHBOARD_API_KEY": DASHBOARD_KEY,
         "DATABASE_URL": database_url,
-        **{f"DATABASE_URL_{service.upper()}": database_url for service in ("api", "ledger", "prober", "scheduler")},
-        **{f"PG_{service.upper()}_PASSWORD": "unused-here" for service in ("api", "ledger", "prober", "scheduler")},
+        **{
+            f"DATABASE_URL_{service.upper()}": database_url
+            for service in ("api", "ledger", "prober", "scheduler", "notifier")
+        },
+        **{
+            f"PG_{service.upper()}_PASSWORD": "unused-here"
+            for service in ("api", "ledger", "prober", "scheduler", "notifier")
+        },
         "REDIS_URL": stack.redis_url,
         "POSTGRES_PASSWORD": "unused-here",
         # NATS_URL is pointed at the test's server below, as the service's own user there.
@@ -172,5 +178,5 @@ def test_migrate_job_command_applies_migrations_and_exits(
 
 def test_the_image_holds_every_service_and_no_development_tools(image_env: Path) -> None:
     scripts = {path.name for path in (image_env / "bin").iterdir()}
-    assert {"cg-api", "cg-ledger", "cg-scheduler", "cg-prober", "cg-web", "cg-migrate"} <= scripts
+    assert {"cg-api", "cg-ledger", "cg-scheduler", "cg-prober", "cg-web", "cg-notifier", "cg-migrate"} <= scripts
     assert not {"cg-dev", "pytest", "ruff", "mypy", "uv"} & scripts

@@ -27,7 +27,7 @@ from tests.support.deployment import (
     workloads,
 )
 
-SERVICES = ("api", "web", "scheduler", "prober", "ledger")
+SERVICES = ("api", "web", "scheduler", "prober", "ledger", "notifier")
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -142,7 +142,8 @@ def test_nats_runs_the_permission_file_and_each_service_connects_as_its_own_user
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_each_service_gets_only_its_own_secrets(overlay: str) -> None:
-    """MASTER_KEY only where keys are encrypted (api) or decrypted (prober); each service's own PostgreSQL role."""
+    """MASTER_KEY only where secrets are encrypted (api) or decrypted (prober, notifier); each service's own
+    PostgreSQL role."""
     manifests = rendered_overlay(overlay)
     expected = {
         "api": {"MASTER_KEY", "API_KEY", "DASHBOARD_API_KEY", "DATABASE_URL_API", "REDIS_URL", "CG_NATS_API_PASSWORD"},
@@ -150,10 +151,11 @@ def test_each_service_gets_only_its_own_secrets(overlay: str) -> None:
         "scheduler": {"DATABASE_URL_SCHEDULER", "REDIS_URL", "CG_NATS_SCHEDULER_PASSWORD"},
         "ledger": {"DATABASE_URL_LEDGER", "REDIS_URL", "CG_NATS_LEDGER_PASSWORD"},
         "prober": {"MASTER_KEY", "DATABASE_URL_PROBER", "REDIS_URL", "CG_NATS_PROBER_PASSWORD"},
+        "notifier": {"MASTER_KEY", "DATABASE_URL_NOTIFIER", "REDIS_URL", "CG_NATS_NOTIFIER_PASSWORD"},
         "migrate": {
             "DATABASE_URL",
             "CG_NATS_MIGRATE_PASSWORD",
-            *(f"PG_{s}_PASSWORD" for s in ("API", "LEDGER", "PROBER", "SCHEDULER")),
+            *(f"PG_{s}_PASSWORD" for s in ("API", "LEDGER", "PROBER", "SCHEDULER", "NOTIFIER")),
         },
     }
     for service, keys in expected.items():
@@ -191,6 +193,7 @@ REACH = {
     "scheduler": {("nats", 4222), ("postgres", 5432), ("redis", 6379)},
     "prober": {("nats", 4222), ("postgres", 5432), ("redis", 6379)},
     "ledger": {("nats", 4222), ("postgres", 5432), ("redis", 6379)},
+    "notifier": {("nats", 4222), ("postgres", 5432), ("redis", 6379)},
     "migrate": {("nats", 4222), ("postgres", 5432)},
 }
 PORTS = {"api": 5001, "web": 5002, "nats": 4222, "postgres": 5432, "redis": 6379}

@@ -42,7 +42,7 @@ async def test_rotation_moves_every_key_to_the_new_master_key(
     new_key = new_master_key()
     result = run_cli({**api_env, "MASTER_KEY": f"{new_key},{master_key}"}, "rotate-master-key", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "rotated 3 stored keys" in result.stdout
+    assert "rotated 3 stored keys and webhook secrets" in result.stdout
 
     old_only, new_only = KeyCipher([master_key]), KeyCipher([new_key])
     for ciphertext, plaintext in zip(stored_ciphertexts(api_env["DATABASE_URL"]), plaintexts, strict=True):
@@ -74,6 +74,8 @@ async def test_rotation_reports_keys_no_master_key_opens(
         await client.post("/keys", json={"label": "k", "api_key": fake_openai_key()})
     result = run_cli({**api_env, "MASTER_KEY": new_master_key()}, "rotate-master-key", cwd=tmp_path)
     assert result.returncode == 1
-    assert "rotated 0 stored keys to the first MASTER_KEY; 1 could not be decrypted" in result.stdout
+    assert (
+        "rotated 0 stored keys and webhook secrets to the first MASTER_KEY; 1 could not be decrypted" in result.stdout
+    )
     # Nothing was lost: the original key still opens the row.
     assert KeyCipher([master_key]).can_decrypt(stored_ciphertexts(api_env["DATABASE_URL"])[0])

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from psycopg import sql
 
-SERVICES = ("api", "ledger", "prober", "scheduler")  # the web never opens PostgreSQL
+SERVICES = ("api", "ledger", "prober", "scheduler", "notifier")  # the web never opens PostgreSQL
 OWNER_PRIVILEGES = sql.SQL("SELECT, INSERT, UPDATE, DELETE, TRUNCATE")
 
 
@@ -100,6 +100,19 @@ TABLES = (
     ),
     Table("budget_spend", "ledger", "each budget's spend per period, kept with the usage it counts", {"api": ()}),
     Table("budget_alerts", "ledger", "every budget alert, once per budget, period, kind and threshold", {"api": ()}),
+    Table(
+        "webhooks",
+        "api",
+        "alert receivers: URL, alert types, format, the signing secret encrypted; deleted ones kept",
+        {"notifier": ("id", "url", "events", "format", "secret_ciphertext", "deleted_at")},
+    ),
+    Table(
+        "webhook_deliveries",
+        "notifier",
+        "one delivery per webhook and alert: its body, status, attempts, when it is next due",
+        {"api": ()},
+    ),
+    Table("webhook_attempts", "notifier", "every delivery attempt and the receiver's answer", {"api": ()}),
     Table("schema_migrations", "migrate", "the SQL migrations applied"),
 )
 

@@ -114,6 +114,7 @@ class TopologySettings(ServiceSettings):
     prober_consumer: str = Field(default="prober", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     # A probe request not settled within this time goes to another prober (a crashed prober's work comes back).
     prober_ack_wait_secs: float = Field(default=30.0, ge=1, le=3600)
+    notifier_consumer: str = Field(default="notifier", pattern=r"^[A-Za-z0-9_-]{1,64}$")
 
 
 class CommonSettings(DatabaseSettings, MessagingSettings, TopologySettings):

@@ -19,6 +19,8 @@ COST_BATCH_RECORDED = "cg.cost.batch.recorded"  # core NATS, no stream: one noti
 DLQ = "cg.dlq"  # cg.dlq.<what>: rejected input with the reason
 BILLING = "cg.billing"  # cg.billing.<provider>.costs: what a provider billed, as its own reports say
 ALERT_BUDGET = "cg.alert.budget"  # a budget alert (contract section 8), Nats-Msg-Id = the alert's id
+ALERT_ALL = "cg.alert.>"
+WEBHOOK_TEST = "cg.webhook.test"  # core request-reply: the api asks the notifier to send a test delivery now
 
 DAY = 86_400.0
 
@@ -54,7 +56,7 @@ COST_STREAM = StreamSpec("CG_COSTS", (f"{COST_RECORDED}.>",))
 DLQ_STREAM = StreamSpec("CG_DLQ", (f"{DLQ}.>",), max_age_secs=30 * DAY)
 BILLING_STREAM = StreamSpec("CG_BILLING", (f"{BILLING}.>",), max_age_secs=30 * DAY)
 # A day's duplicate window: an alert published again after a crash, even hours later, is held once.
-ALERT_STREAM = StreamSpec("CG_ALERTS", ("cg.alert.>",), max_age_secs=30 * DAY, duplicate_window_secs=DAY)
+ALERT_STREAM = StreamSpec("CG_ALERTS", (ALERT_ALL,), max_age_secs=30 * DAY, duplicate_window_secs=DAY)
 
 ALL_STREAMS = (
     USAGE_STREAM,

@@ -19,6 +19,8 @@ from nats.js.errors import NotFoundError
 
 from cg_common.settings import TopologySettings, fail
 from cg_common.subjects import (
+    ALERT_ALL,
+    ALERT_STREAM,
     ALL_STREAMS,
     BILLING,
     BILLING_STREAM,
@@ -38,6 +40,7 @@ PROBER_STATE_BUCKET = "CG_PROBER_STATE"  # the prober's own state: organization-
 PROBER_STATE_MAX_AGE_SECS = 35 * DAY
 USAGE_MAX_ACK_PENDING = 40_000  # room for every ledger replica's batches in flight (4 × the largest batch, 10,000)
 MAX_ACK_PENDING = 20_000
+NOTIFIER_ACK_WAIT_SECS = 30.0  # an alert becomes its deliveries in one short transaction
 MIGRATE_HINT = "run the migration step (cg-migrate, make migrate) with this deployment's settings"
 
 
@@ -85,10 +88,17 @@ class Topology:
     ledger_billing: DurableConsumer
     prober_requests: DurableConsumer
     prober_state: Bucket
+    notifier_alerts: DurableConsumer
     consumers: tuple[DurableConsumer, ...] = field(init=False)
 
     def __post_init__(self) -> None:
-        consumers = (self.ledger_usage, self.ledger_probe_results, self.ledger_billing, self.prober_requests)
+        consumers = (
+            self.ledger_usage,
+            self.ledger_probe_results,
+            self.ledger_billing,
+            self.prober_requests,
+            self.notifier_alerts,
+        )
         object.__setattr__(self, "consumers", consumers)
 
     @classmethod
@@ -120,6 +130,10 @@ class Topology:
             ),
             prober_state=Bucket(
                 PROBER_STATE_BUCKET, replicas, PROBER_STATE_MAX_AGE_SECS, "the prober's organization-usage bookmarks"
+            ),
+            # Every alert reaches the notifier, which turns it into one delivery per webhook that wants it.
+            notifier_alerts=DurableConsumer(
+                ALERT_STREAM.name, settings.notifier_consumer, ALERT_ALL, NOTIFIER_ACK_WAIT_SECS
             ),
         )
 

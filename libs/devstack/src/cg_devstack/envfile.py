@@ -98,6 +98,21 @@ SETTINGS = (
     Setting(
         "SCHEDULER_PORT", "5004", "the scheduler's health and Prometheus metrics port (/healthz, /readyz, /metrics)"
     ),
+    Setting("NOTIFIER_PORT", "5006", "the notifier's health and Prometheus metrics port (/healthz, /readyz, /metrics)"),
+    Setting("NOTIFIER_CONSUMER", "notifier", "durable JetStream consumer of alerts shared by all notifier replicas"),
+    Setting(
+        "WEBHOOK_ALLOW_PRIVATE",
+        "true",
+        "webhooks to loopback, private and link-local addresses; unset: allowed in development, refused in production",
+    ),
+    Setting("WEBHOOK_TIMEOUT_SECS", "10", "how long one webhook attempt may take before it counts as failed"),
+    Setting(
+        "WEBHOOK_RETRY_DELAYS_SECS",
+        "5,300,1800,7200,18000,36000,36000",
+        "waits between a webhook's attempts (Standard Webhooks' schedule, 27.5 h); then the delivery is failed",
+    ),
+    Setting("WEBHOOK_CONCURRENCY", "64", "webhook attempts in flight at once in one notifier replica"),
+    Setting("WEBHOOK_PER_RECEIVER", "4", "attempts in flight to any one webhook, so a slow one holds up no other"),
 )
 
 CREATE_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL

@@ -12,7 +12,7 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 PERMISSIONS_FILE = Path(__file__).resolve().parents[4] / "deploy" / "k8s" / "base" / "nats-permissions.conf"
-SERVICES = ("migrate", "api", "web", "scheduler", "prober", "ledger")
+SERVICES = ("migrate", "api", "web", "scheduler", "prober", "ledger", "notifier")
 USERS = ("admin", *SERVICES, "usage-publisher", "subscriber")
 PASSWORDS_FILE = "nats-users.json"
 

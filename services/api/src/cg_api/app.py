@@ -13,7 +13,20 @@ from cg_api.access_middleware import AccessMiddleware
 from cg_api.audit_middleware import AuditMiddleware
 from cg_api.errors import install_error_handlers
 from cg_api.resources import open_resources
-from cg_api.routes import alerts, audit, billing, budgets, data, health, keys, metrics, sessions, tokens, usage
+from cg_api.routes import (
+    alerts,
+    audit,
+    billing,
+    budgets,
+    data,
+    health,
+    keys,
+    metrics,
+    sessions,
+    tokens,
+    usage,
+    webhooks,
+)
 from cg_api.settings import ApiSettings
 from cg_common.body_limit import BodyLimit, LimitFor
 
@@ -66,6 +79,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         audit.router,
         budgets.router,
         alerts.router,
+        webhooks.router,
     ):
         app.include_router(router)
     return app

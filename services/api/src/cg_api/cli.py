@@ -87,6 +87,9 @@ async def _rotate(settings: ApiSettings) -> None:
     finally:
         await db.close()
     log.info("master key rotation finished", rotated=rotated, unreadable=unreadable)
-    print(f"rotated {rotated} stored keys to the first MASTER_KEY; {unreadable} could not be decrypted")
+    print(
+        f"rotated {rotated} stored keys and webhook secrets to the first MASTER_KEY; "
+        f"{unreadable} could not be decrypted"
+    )
     if unreadable:
         raise SystemExit(1)

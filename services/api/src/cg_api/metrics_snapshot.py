@@ -16,7 +16,7 @@ from cg_common.ratelimit import rate_limit_hits
 from cg_common.subjects import DLQ_STREAM
 
 METRICS_VERSION = "1"
-PIPELINE_SERVICES = ("scheduler", "prober", "ledger")
+PIPELINE_SERVICES = ("scheduler", "prober", "ledger", "notifier")
 STREAM_INFO_TIMEOUT_SECS = 1.0
 
 

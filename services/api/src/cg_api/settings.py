@@ -9,11 +9,12 @@ from pydantic import Field, field_validator, model_validator
 
 from cg_common.client_address import Network, parse_networks
 from cg_common.settings import CommaList, KeyVaultSettings, require_strong_api_key, split_commas
+from cg_common.webhook_targets import WebhookTargetSettings
 
 EXEMPTABLE = frozenset({"/ping", "/dashboard"})
 
 
-class ApiSettings(KeyVaultSettings):
+class ApiSettings(KeyVaultSettings, WebhookTargetSettings):
     api_key: str = Field(min_length=1)
     api_port: int = Field(default=5001, ge=1, le=65535)
     web_port: int = Field(default=5002, ge=1, le=65535)

@@ -20,12 +20,13 @@ from cg_common.publishing import PublishError
 
 log = get_logger(__name__)
 
-Dependency = Literal["postgres", "nats", "redis"]
+Dependency = Literal["postgres", "nats", "redis", "notifier"]
 RETRY_AFTER_SECS = 2
 SENTENCES: dict[Dependency, str] = {
     "postgres": "PostgreSQL is not answering right now; try again shortly",
     "nats": "NATS is not answering right now; try again shortly",
     "redis": "Redis is not answering right now; try again shortly",
+    "notifier": "no notifier is running to send webhook deliveries; start cg-notifier and try again",
 }
 
 

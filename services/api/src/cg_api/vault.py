@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from psycopg_pool import AsyncConnectionPool
 
-from cg_api import keys_repo
+from cg_api import keys_repo, webhooks_repo
 from cg_api.settings import ApiSettings
 from cg_common.crypto import KeyCipher, new_master_key
 from cg_common.db import Connection
@@ -43,14 +43,19 @@ async def check_master_key(db: AsyncConnectionPool[Connection], cipher: KeyCiphe
 
 
 async def rotate_master_key(db: AsyncConnectionPool[Connection], cipher: KeyCipher) -> tuple[int, int]:
-    """Re-encrypt every stored key under the first master key; returns (rotated, unreadable)."""
+    """Re-encrypt every stored key and webhook secret under the first master key; returns (rotated, unreadable)."""
     rotated = unreadable = 0
     async with db.connection() as conn, conn.transaction():
-        for key_id, ciphertext in await keys_repo.lock_all_ciphertexts(conn):
+        stored = [
+            *(("key", key_id, ciphertext) for key_id, ciphertext in await keys_repo.lock_all_ciphertexts(conn)),
+            *(("webhook", hook_id, ciphertext) for hook_id, ciphertext in await webhooks_repo.lock_all_secrets(conn)),
+        ]
+        for kind, row_id, ciphertext in stored:
             if not cipher.can_decrypt(ciphertext):
                 unreadable += 1
-                log.error("stored key cannot be decrypted by any MASTER_KEY entry", key_id=key_id)
+                log.error("stored secret cannot be decrypted by any MASTER_KEY entry", kind=kind, id=row_id)
                 continue
-            await keys_repo.replace_ciphertext(conn, key_id, cipher.rotate(ciphertext))
+            replace = keys_repo.replace_ciphertext if kind == "key" else webhooks_repo.replace_secret
+            await replace(conn, row_id, cipher.rotate(ciphertext))
             rotated += 1
     return rotated, unreadable

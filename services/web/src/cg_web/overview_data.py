@@ -143,7 +143,7 @@ def pipeline_health(metrics: dict[str, Any]) -> dict[str, Any]:
     """Alive or not for each background service, and the DLQ depth; `None` where the api does not say (yet)."""
     pipeline = metrics.get("pipeline") or {}
     services = {}
-    for name in ("scheduler", "prober", "ledger"):
+    for name in ("scheduler", "prober", "ledger", "notifier"):
         entry = pipeline.get(name) or {}
         services[name] = {"alive": entry.get("alive"), "last_beat_at": entry.get("last_beat_at")}
     dlq = (pipeline.get("dlq") or {}).get("messages")

@@ -1,0 +1,1 @@
+"""Cost Guardian's notifier: alerts to webhooks, signed, durable, retried."""
