@@ -24,8 +24,10 @@ from tests.conftest import ADMIN_KEY, web_env_for
 from tests.fake_openai import fake_key, running_fake_openai
 from tests.support.browser import CHROMIUM_ARGS, chromium_path
 from tests.support.keys import fake_openai_key
-from tests.support.processes import running_api, running_ledger, running_prober, running_web
+from tests.support.processes import running_api, running_background, running_ledger, running_prober, running_web
+from tests.support.roles import migration_step_roles
 from tests.support.usage import encode, publish_mixed, usage_event, wait_until
+from tests.support.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.slow
 
@@ -51,6 +53,15 @@ def dashboard(api_env: dict[str, str], ledger_env: dict[str, str], tmp_path: Pat
         running_prober(
             {**ledger_env, "MASTER_KEY": api_env["MASTER_KEY"], "OPENAI_BASE_URL": fake.base_url},
             tmp_path / "prober.log",
+        ),
+        running_background(
+            "notifier",
+            {
+                **ledger_env,
+                "DATABASE_URL": migration_step_roles(ledger_env["DATABASE_URL"])["notifier"],
+                "MASTER_KEY": api_env["MASTER_KEY"],
+            },
+            tmp_path / "notifier.log",
         ),
         running_web(web_env_for(api_env, api.url), tmp_path / "web.log") as web,
         httpx.Client(base_url=api.url, headers={"X-API-Key": ADMIN_KEY}, timeout=10) as client,
@@ -304,6 +315,38 @@ def test_tokens_are_made_and_revoked_in_the_browser(dashboard: Dashboard, browse
     expect(page.get_by_test_id("audit-table")).to_contain_text("dashboard: admin (API_KEY)")
     page.screenshot(path=str(target / "audit-desktop.png"), full_page=True)
     context.close()
+
+
+def test_webhooks_are_made_tested_and_logged_in_the_browser(
+    dashboard: Dashboard, browser: Browser, tmp_path: Path
+) -> None:
+    d = dashboard
+    receiver = WebhookReceiver().start()
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    try:
+        sign_in(page, d.web)
+        page.click("nav >> text=Webhooks")
+        page.fill("#url", receiver.url)
+        page.select_option("#format", "json")
+        page.click("button:has-text('Create webhook')")
+        secret = page.get_by_test_id("webhook-secret").inner_text()
+        assert secret.startswith("whsec_")
+        target = Path(os.environ.get("CG_SCREENSHOT_DIR") or tmp_path / "screenshots")
+        target.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(target / "webhooks-desktop.png"), full_page=True)
+        page.goto(d.web + "/dashboard/webhooks")
+        expect(page.get_by_test_id("new-webhook")).to_have_count(0)  # shown once
+        assert secret not in page.content()
+        page.locator("tr[data-webhook-id]").get_by_role("button", name="Send test").click()
+        expect(page.locator("#messages")).to_contain_text("Test delivered: the receiver answered 200.")
+        expect(page.get_by_test_id("deliveries-table")).to_contain_text("HTTP 200")
+        receiver.verify_all(secret)
+        page.screenshot(path=str(target / "webhook-deliveries-desktop.png"), full_page=True)
+    finally:
+        context.close()
+        receiver.stop()
 
 
 def test_totals_breakdown_and_billing_in_the_browser(dashboard: Dashboard, browser: Browser) -> None:

@@ -126,6 +126,26 @@ class Api:
         result: list[dict[str, Any]] = await self._json("GET", "/alerts", params=dict(params))
         return result
 
+    async def webhooks(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = await self._json("GET", "/webhooks")
+        return result
+
+    async def create_webhook(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = await self._json("POST", "/webhooks", json=dict(body))
+        return result
+
+    async def delete_webhook(self, webhook_id: int) -> None:
+        await self._json("DELETE", f"/webhooks/{webhook_id}")
+
+    async def deliveries(self, webhook_id: int, params: Mapping[str, str]) -> list[dict[str, Any]]:
+        path = f"/webhooks/{webhook_id}/deliveries"
+        result: list[dict[str, Any]] = await self._json("GET", path, params=dict(params))
+        return result
+
+    async def test_webhook(self, webhook_id: int) -> dict[str, Any]:
+        result: dict[str, Any] = await self._json("POST", f"/webhooks/{webhook_id}/test", timeout=20)
+        return result
+
     async def audit(self, params: Mapping[str, str]) -> dict[str, Any]:
         result: dict[str, Any] = await self._json("GET", "/audit", params=dict(params))
         return result

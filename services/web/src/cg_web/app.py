@@ -16,7 +16,7 @@ from cg_web.access import guard
 from cg_web.errors import install_error_handlers
 from cg_web.rendering import environment
 from cg_web.resources import open_resources
-from cg_web.routes import access, auth, billing, breakdown, budgets, health, keys, overview, usage
+from cg_web.routes import access, auth, billing, breakdown, budgets, health, keys, overview, usage, webhooks
 from cg_web.security import SecurityHeaders
 from cg_web.settings import WebSettings
 from cg_web.static_files import SOURCE, StaticFiles, fingerprint_all, whitenoise_for
@@ -28,6 +28,7 @@ ROUTERS = (
     auth.router,
     overview.router,
     budgets.router,
+    webhooks.router,
     keys.router,
     usage.router,
     breakdown.router,
