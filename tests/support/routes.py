@@ -46,6 +46,15 @@ REQUESTS: dict[tuple[str, str], tuple[Call, int, bool]] = {
     ("GET", "/budgets/{budget_id}"): (("GET", "/budgets/999999", {}), 404, True),
     ("PATCH", "/budgets/{budget_id}"): (("PATCH", "/budgets/999999", {"json": {"amount": "5"}}), 404, True),
     ("DELETE", "/budgets/{budget_id}"): (("DELETE", "/budgets/999999", {}), 404, True),
+    ("GET", "/webhooks"): (("GET", "/webhooks", {}), 200, True),
+    ("POST", "/webhooks"): (
+        ("POST", "/webhooks", {"json": {"url": "http://127.0.0.1:9/hook", "events": ["budget.threshold"]}}),
+        201,
+        True,
+    ),
+    ("DELETE", "/webhooks/{webhook_id}"): (("DELETE", "/webhooks/999999", {}), 404, True),
+    ("GET", "/webhooks/{webhook_id}/deliveries"): (("GET", "/webhooks/999999/deliveries", {}), 404, True),
+    ("POST", "/webhooks/{webhook_id}/test"): (("POST", "/webhooks/999999/test", {}), 404, True),
 }
 EXEMPT = {("GET", "/ping"), ("GET", "/dashboard")}  # the api's default RATE_LIMIT_EXEMPT
 
