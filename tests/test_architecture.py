@@ -42,7 +42,7 @@ def test_every_table_has_its_owner_and_readers_as_the_grants_say(database_url: s
         _name, owner, holds, readers = documented[table.name]
         assert (owner, holds, readers) == (table.owner, table.purpose, read_by(table)), table.name
     for function in FUNCTIONS:
-        _name, owner, does, callers = documented[f"{function.name}()"]
+        _name, owner, does, callers = documented[f"{function.name}({function.arguments})"]
         assert (owner, does, callers) == (function.owner, function.purpose, ", ".join(function.callers))
 
 

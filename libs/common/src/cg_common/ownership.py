@@ -33,6 +33,7 @@ class Function:
     owner: str
     purpose: str
     callers: tuple[str, ...]
+    arguments: str = ""  # the argument types, as PostgreSQL names the function by them
 
 
 KEY_COLUMNS_FOR_ATTRIBUTION = ("id", "fingerprint", "deleted_at")
@@ -113,10 +114,29 @@ TABLES = (
         {"api": ()},
     ),
     Table("webhook_attempts", "notifier", "every delivery attempt and the receiver's answer", {"api": ()}),
+    Table(
+        "budget_holds",
+        "api",
+        "per hard budget: what its live admission reservations hold, its refusals; the lock admission takes",
+    ),
+    Table(
+        "budget_reservations",
+        "api",
+        "admission reservations: the budgets they hold money in, amount, expiry, how and when each ended",
+    ),
     Table("schema_migrations", "migrate", "the SQL migrations applied"),
 )
 
-FUNCTIONS = (Function("clear_usage", "ledger", "every usage record and roll-up (DELETE /reset)", ("api",)),)
+FUNCTIONS = (
+    Function("clear_usage", "ledger", "every usage record and roll-up (DELETE /reset)", ("api",)),
+    Function(
+        "settle_reservations",
+        "api",
+        "ends the admission reservations that newly recorded usage events name",
+        ("ledger",),
+        "uuid[], numeric[], text[]",
+    ),
+)
 
 
 def table(name: str) -> Table:
@@ -145,6 +165,8 @@ def grants(service: str, role: str) -> list[sql.Composed]:
     for function in FUNCTIONS:
         if service in function.callers:
             statements.append(
-                sql.SQL("GRANT EXECUTE ON FUNCTION {}() TO {}").format(sql.Identifier(function.name), role_id)
+                sql.SQL("GRANT EXECUTE ON FUNCTION {}({}) TO {}").format(
+                    sql.Identifier(function.name), sql.SQL(function.arguments), role_id
+                )
             )
     return statements

@@ -20,6 +20,7 @@ DLQ = "cg.dlq"  # cg.dlq.<what>: rejected input with the reason
 BILLING = "cg.billing"  # cg.billing.<provider>.costs: what a provider billed, as its own reports say
 ALERT_BUDGET = "cg.alert.budget"  # a budget alert (contract section 8), Nats-Msg-Id = the alert's id
 ALERT_ALL = "cg.alert.>"
+BUDGET_ADMIT = "cg.budget.admit"  # core request-reply: admission for systems that speak NATS (contract section 9)
 WEBHOOK_TEST = "cg.webhook.test"  # core request-reply: the api asks the notifier to send a test delivery now
 
 DAY = 86_400.0

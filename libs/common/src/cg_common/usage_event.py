@@ -38,6 +38,15 @@ OTEL_ALIASES = {
 TokenCount = Annotated[int, Field(ge=0, le=MAX_TOKENS)]
 AttributeValue = Annotated[str, StringConstraints(max_length=256)] | int | float | bool
 AttributeName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")]
+Attributes = Annotated[dict[AttributeName, AttributeValue], Field(max_length=32)]
+Provider = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.\-]{0,63}$")]
+Model = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@+\-]{0,199}$")]
+KeyId = Annotated[int, Field(ge=1, le=2**63 - 1)]
+KeyFingerprint = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16}$")]
+# A reservation made by POST /budgets/admit (docs/admission.md): the event settles it.
+ReservationId = Annotated[
+    str, StringConstraints(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+]
 
 
 class InvalidEventError(ValueError):
@@ -49,15 +58,16 @@ class UsageData(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
-    provider: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.\-]{0,63}$")]
-    model: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@+\-]{0,199}$")]
+    provider: Provider
+    model: Model
     input_tokens: TokenCount = 0
     output_tokens: TokenCount = 0
     cached_input_tokens: TokenCount = 0
     requests: Annotated[int, Field(ge=0, le=10**9)] = 1
-    key_id: Annotated[int, Field(ge=1, le=2**63 - 1)] | None = None
-    key_fingerprint: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16}$")] | None = None
-    attributes: Annotated[dict[AttributeName, AttributeValue], Field(max_length=32)] = Field(default_factory=dict)
+    key_id: KeyId | None = None
+    key_fingerprint: KeyFingerprint | None = None
+    attributes: Attributes = Field(default_factory=dict)
+    reservation_id: ReservationId | None = None
 
     @model_validator(mode="before")
     @classmethod

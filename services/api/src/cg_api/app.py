@@ -14,6 +14,7 @@ from cg_api.audit_middleware import AuditMiddleware
 from cg_api.errors import install_error_handlers
 from cg_api.resources import open_resources
 from cg_api.routes import (
+    admission,
     alerts,
     audit,
     billing,
@@ -77,6 +78,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         tokens.router,
         sessions.router,
         audit.router,
+        admission.router,  # before budgets: /budgets/reservations/{id} is not a budget's id
         budgets.router,
         alerts.router,
         webhooks.router,

@@ -116,11 +116,12 @@ class CurrentPeriod(BaseModel):
     period_start: UtcDatetime
     period_end: UtcDatetime
     spent: Money
-    reserved: Money
+    reserved: Money = Field(description="what live admission reservations hold (docs/admission.md)")
     remaining: Money
     percent: float = Field(description="spent as a percentage of the amount, two decimals")
     forecast: Money = Field(description="projected spend at the period's end (docs/budgets.md, Forecast)")
-    overrun: Money
+    overrun: Money = Field(description="what settled reservations cost this period beyond what they held")
+    refusals: int = Field(description="admission requests this budget refused, since it was made (hard budgets)")
 
 
 class BudgetOut(BaseModel):

@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from cg_api import summary_repo
+from cg_api import admission_repo, summary_repo
 from cg_api.budget_periods import Window, window_at
 from cg_api.budget_schemas import CurrentPeriod
 from cg_common.db import Connection
@@ -59,7 +59,8 @@ async def current_period(
     filters = scope_filters(budget["scope"])
     spent = await _cost(conn, window.start, window.end, filters, rolled)
     amount: Decimal = budget["amount"]
-    reserved = Decimal(0)
+    held = (await admission_repo.holds(conn, [budget["id"]])).get(budget["id"])
+    reserved = Decimal(held["reserved"]) if held else Decimal(0)
     return CurrentPeriod(
         period_start=window.start,
         period_end=window.end,
@@ -68,7 +69,8 @@ async def current_period(
         remaining=max(amount - spent - reserved, Decimal(0)),
         percent=float((spent / amount * 100).quantize(CENTS)),
         forecast=await _forecast(conn, window, spent, now, filters, rolled),
-        overrun=Decimal(0),
+        overrun=await admission_repo.overrun(conn, budget["id"], window.start),
+        refusals=int(held["refusals"]) if held else 0,
     )
 
 

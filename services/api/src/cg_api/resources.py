@@ -1,8 +1,9 @@
 """What the api holds while it runs: database pool, Redis, NATS, the key cipher, the rate limiter and the
-credentials it recognises."""
+credentials it recognises; and what it does meanwhile: answering admission over NATS, sweeping expired reservations."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -12,7 +13,10 @@ from nats.js.client import JetStreamContext
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
+from cg_api.admission_batcher import AdmissionBatcher
+from cg_api.admission_nats import AdmitResponder
 from cg_api.credentials import Credentials
+from cg_api.reservation_sweeper import sweep_forever
 from cg_api.settings import ApiSettings
 from cg_api.vault import key_cipher
 from cg_common.cache import connect_redis
@@ -32,6 +36,7 @@ class Resources:
     cipher: KeyCipher
     limiter: RedisTokenBucket
     credentials: Credentials
+    admissions: AdmissionBatcher
 
 
 @asynccontextmanager
@@ -48,10 +53,17 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
         timeout_secs=settings.redis_timeout_ms / 1000,
         fail_mode=settings.rate_limit_fail_mode,
     )
+    sweeping = asyncio.create_task(sweep_forever(db))
+    admissions = AdmissionBatcher(db)
+    admissions.start()
     try:
+        admits = await AdmitResponder(admissions).subscribe(nats)
         js = nats.jetstream()
-        yield Resources(settings, db, redis, nats, js, cipher, limiter, Credentials(settings, db))
+        yield Resources(settings, db, redis, nats, js, cipher, limiter, Credentials(settings, db), admissions)
+        await admits.unsubscribe()
     finally:
+        sweeping.cancel()
+        await admissions.stop()
         await limiter.close()
         await close_nats(nats)
         await redis.aclose()

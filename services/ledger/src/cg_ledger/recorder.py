@@ -28,6 +28,7 @@ from cg_ledger import budget_spend, metrics
 from cg_ledger.alert_publisher import AlertPublisher
 from cg_ledger.batch_notice import announce
 from cg_ledger.cost_events import cost_recorded_message
+from cg_ledger.reservations import Settlement, settle
 from cg_ledger.store import Stored, UsageRow, record_usage, recorded
 
 log = get_logger(__name__)
@@ -48,6 +49,7 @@ class UsageRecorder:
         started = time.perf_counter()
         outcomes = [Outcome.done()] * len(messages)
         rows: dict[tuple[str, str], UsageRow] = {}
+        reservations: dict[tuple[str, str], str] = {}
         redelivered: set[tuple[str, str]] = set()
         # One clock reading per batch for the "not from the future" check.
         parsed = parse_usage_events([message.data for message in messages], now=datetime.now(UTC))
@@ -57,10 +59,13 @@ class UsageRecorder:
                 continue
             identity = (event.source, event.id)
             # A re-send inside the same batch is the same event: keep the first.
-            rows.setdefault(identity, self._row(event, message))
+            if identity not in rows:
+                rows[identity] = self._row(event, message)
+                if event.data.reservation_id is not None:
+                    reservations[identity] = event.data.reservation_id
             if deliveries(message) > 1:
                 redelivered.add(identity)
-        new, earlier, alerts = await self._store(rows, redelivered)
+        new, earlier, alerts = await self._store(rows, reservations, redelivered)
         if alerts and self._alerts is not None:
             try:
                 await self._alerts.publish(alerts)
@@ -91,7 +96,10 @@ class UsageRecorder:
         return UsageRow.from_event(event, price, occurred_at=occurred_at)
 
     async def _store(
-        self, rows: dict[tuple[str, str], UsageRow], redelivered: set[tuple[str, str]]
+        self,
+        rows: dict[tuple[str, str], UsageRow],
+        reservations: dict[tuple[str, str], str],
+        redelivered: set[tuple[str, str]],
     ) -> tuple[list[tuple[UsageRow, Stored]], list[tuple[UsageRow, Stored]], list[str]]:
         """Commit the new rows; returns the rows to publish: the new ones, and the already stored rows of
         redelivered messages (their first publication may have been lost in the crash that caused redelivery), and
@@ -104,11 +112,22 @@ class UsageRecorder:
                 )
                 again = redelivered - {(r.source, r.event_id) for r in inserted} if redelivered else set()
                 earlier = await recorded(conn, sorted(again))
+                # Last: the settlement takes the budgets' admission locks, held only until this commit.
+                overruns = await settle(
+                    conn,
+                    [
+                        Settlement(reservations[key], rows[key].cost, f"{key[0]} {key[1]}")
+                        for key in ((r.source, r.event_id) for r in inserted)
+                        if key in reservations
+                    ],
+                )
         except TRANSIENT_DB_ERRORS as error:
             raise TransientError(f"{type(error).__name__}: {error}") from error
         new = [(rows[(r.source, r.event_id)], r) for r in inserted]
         metrics.EVENTS_RECORDED.inc(len(new))
         metrics.ALERTS.inc(len(alerts))
+        metrics.RESERVATIONS_SETTLED.inc(len(overruns))
+        metrics.OVERRUNS.inc(sum(1 for overrun in overruns if overrun > 0))
         metrics.DUPLICATES.inc(len(rows) - len(new))
         metrics.UNPRICED.inc(sum(1 for row, _ in new if row.cost is None))
         # As first recorded, not as in this message: a re-send may differ, the first recording is what counts.
