@@ -30,7 +30,13 @@ async def test_metrics_json_has_the_contract_shape(api: httpx.AsyncClient, clean
     assert body["worker"]["healthy"] is False
     assert body["worker"]["probe_interval_secs"] == 300
     dead = {"alive": False, "last_beat_at": None}
-    assert body["pipeline"] == {"scheduler": dead, "prober": dead, "ledger": dead, "dlq": {"messages": 0}}
+    assert body["pipeline"] == {
+        "scheduler": dead,
+        "prober": dead,
+        "ledger": dead,
+        "notifier": dead,
+        "dlq": {"messages": 0},
+    }
 
 
 async def test_worker_is_healthy_only_while_scheduler_and_prober_beat(

@@ -79,7 +79,7 @@ def test_pipeline_health_reads_the_metrics_pipeline_object_and_says_unknown_wher
     assert 'data-testid="health-ledger">unknown' in html  # not reported at all
     assert 'data-testid="dlq">4' in html
     html = _overview_live(pipeline_health({"db": {}}))  # the api before the pipeline object existed
-    assert html.count(">unknown<") == 4
+    assert html.count(">unknown<") == 5  # four services and the DLQ
 
 
 def _overview_live(pipeline: dict[str, Any]) -> str:

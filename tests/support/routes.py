@@ -4,6 +4,7 @@ a route added to the api without a line here fails those tests (they compare thi
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
 import httpx
@@ -16,6 +17,7 @@ SOURCE = "//route-walk"
 KEY_ID = 1  # the key every route about one key names; stored before the walk
 PROBE = "/keys/{key_id}/probe"
 
+ADMIT = {"source": "//route-walk", "model": "gpt-4o-mini-2024-07-18", "estimated_cost": "0.01"}
 Call = tuple[str, str, dict[str, Any]]
 # (method, route path): ((method, url, httpx kwargs), normal status, needs PostgreSQL)
 REQUESTS: dict[tuple[str, str], tuple[Call, int, bool]] = {
@@ -46,6 +48,12 @@ REQUESTS: dict[tuple[str, str], tuple[Call, int, bool]] = {
     ("GET", "/budgets/{budget_id}"): (("GET", "/budgets/999999", {}), 404, True),
     ("PATCH", "/budgets/{budget_id}"): (("PATCH", "/budgets/999999", {"json": {"amount": "5"}}), 404, True),
     ("DELETE", "/budgets/{budget_id}"): (("DELETE", "/budgets/999999", {}), 404, True),
+    ("POST", "/budgets/admit"): (("POST", "/budgets/admit", {"json": ADMIT}), 200, True),
+    ("DELETE", "/budgets/reservations/{reservation_id}"): (
+        ("DELETE", f"/budgets/reservations/{uuid.UUID(int=1)}", {}),
+        404,
+        True,
+    ),
     ("GET", "/webhooks"): (("GET", "/webhooks", {}), 200, True),
     ("POST", "/webhooks"): (
         ("POST", "/webhooks", {"json": {"url": "http://127.0.0.1:9/hook", "events": ["budget.threshold"]}}),

@@ -29,8 +29,8 @@ LOGIN_PATH = "/dashboard/login"
 LOGOUT_PATH = "/dashboard/logout"
 # Reachable without signing in, whatever DASHBOARD_PUBLIC says.
 OPEN_PATHS = frozenset({"/", "/healthz", LOGIN_PATH})
-# Pages about who may do what: never public, whatever DASHBOARD_PUBLIC says.
-SIGNED_IN_ONLY = ("/dashboard/access", "/dashboard/audit")
+# Pages about who may do what, and where alerts are sent: never public, whatever DASHBOARD_PUBLIC says.
+SIGNED_IN_ONLY = ("/dashboard/access", "/dashboard/audit", "/dashboard/webhooks")
 # Mutations allowed without being signed in (they still need the CSRF token).
 ANONYMOUS_MUTATIONS = frozenset({LOGIN_PATH, LOGOUT_PATH})
 
