@@ -22,7 +22,7 @@ from psycopg.types.json import Jsonb
 
 from tests.support.usage_rows import UsageRow, record
 
-SCOPES = ({}, {"source": "//a"}, {"model": "m1"}, {"source": "//a", "model": "m1"})
+SCOPES: tuple[dict[str, str], ...] = ({}, {"source": "//a"}, {"model": "m1"}, {"source": "//a", "model": "m1"})
 AMOUNTS = (Decimal("1.00"), Decimal("1.50"), Decimal("2.00"), Decimal("3.00"))
 CENTS = Decimal("0.01")
 
@@ -112,7 +112,7 @@ class Model:
         with self.conn.transaction():
             rows = self.conn.execute("SELECT n, admitted FROM admit_reservations(%s) ORDER BY n", (Jsonb(batch),))
             decided = rows.fetchall()
-        self.reservations += [item["id"] for item, (_, admitted) in zip(batch, decided, strict=True) if admitted]
+        self.reservations += [str(item["id"]) for item, (_, admitted) in zip(batch, decided, strict=True) if admitted]
 
     def settle(self, reservation: str, factor: Decimal) -> None:
         row = self.conn.execute(
