@@ -157,8 +157,8 @@ class AdmissionClient:
     async def report_openai(self, reservation: Reservation, response: Any, **extra: Any) -> None:
         """`report` from an `openai` SDK response (chat completions or responses): its id, model and usage."""
         usage = response.usage
-        input_tokens = int(getattr(usage, "prompt_tokens", None) or getattr(usage, "input_tokens", 0))
-        output_tokens = int(getattr(usage, "completion_tokens", None) or getattr(usage, "output_tokens", 0))
+        input_tokens: int = getattr(usage, "prompt_tokens", None) or getattr(usage, "input_tokens", 0) or 0
+        output_tokens: int = getattr(usage, "completion_tokens", None) or getattr(usage, "output_tokens", 0) or 0
         details = getattr(usage, "prompt_tokens_details", None) or getattr(usage, "input_tokens_details", None)
         cached = int(getattr(details, "cached_tokens", 0) or 0)
         await self.report(
