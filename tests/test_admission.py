@@ -58,6 +58,8 @@ async def test_admitted_until_the_hard_budget_is_held_then_refused_and_released(
     shown = await current(api, hard["id"])
     assert (shown["reserved"], shown["remaining"], shown["refusals"]) == ("0.8", "0.2", 1)
     assert (await current(api, soft["id"]))["reserved"] == "0"
+    metrics = (await api.get("/metrics")).json()["admission"]
+    assert metrics == {"refusals": 1, "overruns": 0, "live_reservations": 2}
 
     assert (await api.delete(f"/budgets/reservations/{first['reservation_id']}")).status_code == 204
     assert (await current(api, hard["id"]))["reserved"] == "0.4"

@@ -26,6 +26,7 @@ async def test_metrics_json_has_the_contract_shape(api: httpx.AsyncClient, clean
     assert body["rate_limit"]["exempt_paths"] == ["/ping", "/dashboard"]
     assert body["counters"] == {"rate_limit_hits": 0}
     assert body["db"] == {"usage_rows": 0, "active_keys": 1, "last_usage_at": None, "last_key_ok_at": None}
+    assert body["admission"] == {"refusals": 0, "overruns": 0, "live_reservations": 0}
     # Nothing of the pipeline runs: the worker is honestly reported unhealthy.
     assert body["worker"]["healthy"] is False
     assert body["worker"]["probe_interval_secs"] == 300
@@ -76,6 +77,7 @@ async def test_dlq_count_comes_from_the_stream(
     text = (await api.get("/metrics", headers={"Accept": "text/plain"})).text
     assert "cg_dlq_messages 3.0" in text
     assert 'cg_pipeline_alive{service="ledger"} 0.0' in text
+    assert "cg_admission_refusals 0.0" in text
 
 
 @pytest.mark.parametrize("accept", ["text/plain", "application/openmetrics-text; version=1.0.0"])

@@ -78,3 +78,19 @@ async def test_budgets_are_made_shown_changed_and_deleted(api_env: dict[str, str
             deleted = await browser.post(f"/dashboard/budgets/{budget['id']}/delete", data={"csrf_token": token})
             assert deleted.status_code == 303
             assert "No budgets yet." in (await browser.get("/dashboard/budgets")).text
+
+
+async def test_a_hard_budget_shows_what_admission_holds_and_refused(api_env: dict[str, str], tmp_path: Path) -> None:
+    with running_api(api_env, tmp_path / "api.log") as api:
+        async with httpx.AsyncClient(base_url=api.url, headers={"X-API-Key": ADMIN_KEY}) as client:
+            body = {"name": "gateway", "amount": "1", "period": "day", "hard": True}
+            assert (await client.post("/budgets", json=body)).status_code == 201
+            ask = {"source": "//gw", "model": "gpt-4o-mini", "estimated_cost": "0.75"}
+            assert (await client.post("/budgets/admit", json=ask)).json()["admitted"]
+            assert not (await client.post("/budgets/admit", json=ask)).json()["admitted"]
+        async with dashboard(web_settings(web_env_for(api_env, api.url))) as browser:
+            await signed_in(browser)
+            page = (await browser.get("/dashboard/budgets")).text
+    assert "+ $0.75 reserved" in page
+    assert 'data-testid="admission">1 refused<' in page
+    assert re.search(r'class="reserved" x="0(\.0)?" y="2" width="75(\.0)?"', page), page[page.find("meter") :][:600]

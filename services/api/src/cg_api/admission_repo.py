@@ -57,3 +57,16 @@ async def overrun(conn: Connection, budget_id: int, since: datetime) -> Decimal:
     )
     row = await cursor.fetchone()
     return Decimal(row["overrun"]) if row else Decimal(0)
+
+
+async def figures(conn: Connection) -> dict[str, Any]:
+    """For /metrics: refusals so far, reservations that ran over, and what is held now."""
+    cursor = await conn.execute(
+        """SELECT (SELECT coalesce(sum(refusals), 0) FROM budget_holds) AS refusals,
+                  (SELECT count(*) FROM budget_reservations WHERE ended = 'settled' AND settled_cost > amount)
+                      AS overruns,
+                  (SELECT count(*) FROM budget_reservations WHERE ended IS NULL) AS live_reservations"""
+    )
+    row = await cursor.fetchone()
+    assert row is not None  # noqa: S101 - one row of scalars
+    return {name: int(value) for name, value in row.items()}

@@ -9,7 +9,7 @@ from typing import Any
 from nats.errors import Error as NatsError
 from redis.exceptions import RedisError
 
-from cg_api import keys_repo, usage_repo
+from cg_api import admission_repo, keys_repo, usage_repo
 from cg_api.resources import Resources
 from cg_common.heartbeats import last_beat
 from cg_common.ratelimit import rate_limit_hits
@@ -26,6 +26,7 @@ async def gather(resources: Resources) -> dict[str, Any]:
     async with resources.db.connection() as conn:
         key_counts = await keys_repo.counts(conn)
         usage = await usage_repo.figures(conn)
+        admission = await admission_repo.figures(conn)
     beats = {service: await _beat_or_none(resources, service) for service in PIPELINE_SERVICES}
     return {
         "version": METRICS_VERSION,
@@ -51,6 +52,7 @@ async def gather(resources: Resources) -> dict[str, Any]:
             "healthy": beats["scheduler"] is not None and beats["prober"] is not None,
             "last_heartbeat_at": _iso(beats["scheduler"]),
         },
+        "admission": admission,
         "pipeline": {
             **{service: {"alive": beat is not None, "last_beat_at": _iso(beat)} for service, beat in beats.items()},
             "dlq": {"messages": await _dlq_messages(resources)},

@@ -46,6 +46,15 @@ def _registry(snapshot: dict[str, Any]) -> CollectorRegistry:
         "cg_probe_interval_seconds": ("Seconds between probes of a key.", snapshot["worker"]["probe_interval_secs"]),
         "cg_rate_limit_rpm": ("Token refill per minute.", snapshot["rate_limit"]["rpm"]),
         "cg_rate_limit_burst": ("Token bucket capacity.", snapshot["rate_limit"]["burst"]),
+        "cg_admission_refusals": ("Admission requests refused by a hard budget.", snapshot["admission"]["refusals"]),
+        "cg_admission_overruns": (
+            "Settled reservations whose usage cost more than they held.",
+            snapshot["admission"]["overruns"],
+        ),
+        "cg_admission_live_reservations": (
+            "Admission reservations neither settled, released nor expired.",
+            snapshot["admission"]["live_reservations"],
+        ),
     }
     for name, (description, value) in figures.items():
         if value is not None:
