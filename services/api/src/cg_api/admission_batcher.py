@@ -6,7 +6,6 @@ per admit, while PostgreSQL still decides each request in order under the budget
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
@@ -23,17 +22,18 @@ class AdmissionBatcher:
         self._db = db
         self._waiting: list[tuple[dict[str, Any], asyncio.Future[dict[str, Any]]]] = []
         self._arrived = asyncio.Event()
+        self._stopping = False
         self._workers: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
         self._workers = [asyncio.create_task(self._work()) for _ in range(WORKERS)]
 
     async def stop(self) -> None:
-        for worker in self._workers:
-            worker.cancel()
-        for worker in self._workers:
-            with contextlib.suppress(asyncio.CancelledError):
-                await worker
+        """Batches in hand are decided and answered; nothing more is taken. (Not by cancelling: psycopg turns a
+        cancellation mid-query into a cancelled query, which a worker would answer and carry on from.)"""
+        self._stopping = True
+        self._arrived.set()
+        await asyncio.gather(*self._workers)
 
     async def admit(self, request: dict[str, Any]) -> dict[str, Any]:
         """The decision for one request (`admit_reservations`' row); raises what the database raised."""
@@ -43,7 +43,7 @@ class AdmissionBatcher:
         return await decided
 
     async def _work(self) -> None:
-        while True:
+        while not self._stopping:
             if not self._waiting:
                 self._arrived.clear()
                 await self._arrived.wait()

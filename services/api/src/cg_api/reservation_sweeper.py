@@ -5,6 +5,7 @@ an unsettled reservation is released within a few seconds of its ttl, whichever 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from psycopg_pool import AsyncConnectionPool
 
@@ -18,8 +19,10 @@ SWEEP_EVERY_SECS = 1.0
 BATCH = 1000
 
 
-async def sweep_forever(db: AsyncConnectionPool[Connection]) -> None:
-    while True:
+async def sweep_until(stopping: asyncio.Event, db: AsyncConnectionPool[Connection]) -> None:
+    """Rounds until `stopping` is set; the round in hand finishes first. (Stopped by an event, not by cancelling:
+    psycopg turns a cancellation mid-query into a cancelled query, an error like any other.)"""
+    while not stopping.is_set():
         try:
             while True:
                 async with db.connection() as conn:
@@ -28,4 +31,5 @@ async def sweep_forever(db: AsyncConnectionPool[Connection]) -> None:
                     break
         except TRANSIENT_DB_ERRORS as error:  # PostgreSQL away: the next round tries again
             log.debug("reservations not swept", error=str(error)[:200])
-        await asyncio.sleep(SWEEP_EVERY_SECS)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), timeout=SWEEP_EVERY_SECS)

@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from cg_api.admission_batcher import AdmissionBatcher
 from cg_api.admission_nats import AdmitResponder
 from cg_api.credentials import Credentials
-from cg_api.reservation_sweeper import sweep_forever
+from cg_api.reservation_sweeper import sweep_until
 from cg_api.settings import ApiSettings
 from cg_api.vault import key_cipher
 from cg_common.cache import connect_redis
@@ -53,7 +53,8 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
         timeout_secs=settings.redis_timeout_ms / 1000,
         fail_mode=settings.rate_limit_fail_mode,
     )
-    sweeping = asyncio.create_task(sweep_forever(db))
+    stopping = asyncio.Event()
+    sweeping = asyncio.create_task(sweep_until(stopping, db))
     admissions = AdmissionBatcher(db)
     admissions.start()
     try:
@@ -62,7 +63,8 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
         yield Resources(settings, db, redis, nats, js, cipher, limiter, Credentials(settings, db), admissions)
         await admits.unsubscribe()
     finally:
-        sweeping.cancel()
+        stopping.set()
+        await sweeping  # its connection back in the pool, its transaction ended, before the pool closes
         await admissions.stop()
         await limiter.close()
         await close_nats(nats)
