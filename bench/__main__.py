@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import alert_latency, dlq, ingest, live_feed, machine, overview, probes, ratelimit, summary, wrk
+from bench import admission, alert_latency, dlq, ingest, live_feed, machine, overview, probes, ratelimit, summary, wrk
 from bench.support import OtherLoad, code_version, drop_database, fresh_database, say
 from cg_common.crypto import new_master_key
 from cg_common.logging import configure_logging
@@ -108,6 +108,12 @@ def _live(ctx: Context) -> str:
     return live_feed.markdown(result)
 
 
+def _admission(ctx: Context) -> str:
+    result = admission.run(ctx.stack, ctx.work_dir, ctx.env)
+    _print_figures("admission", result)
+    return admission.markdown(result)
+
+
 def _alerts(ctx: Context) -> str:
     result = alert_latency.run(ctx.stack, ctx.work_dir, ctx.env)
     _print_figures("alerts", result)
@@ -123,6 +129,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "overview": Benchmark("Dashboard overview over 10 million events", _overview),
     "live": Benchmark("Dashboard live feed while the ledger ingests at full rate", _live),
     "alerts": Benchmark("Alert latency: a threshold crossed to the webhook's arrival", _alerts),
+    "admission": Benchmark("Admission: admits per second and their latency", _admission),
 }
 
 
