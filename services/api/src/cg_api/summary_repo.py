@@ -15,12 +15,13 @@ filters by). A query no complete grouping covers is summed from usage_events ove
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 from psycopg import sql
 from psycopg.pq import TransactionStatus
 
+from cg_api import coarse_spans
 from cg_api.buckets import DAY, EARLIEST_BUCKET, HOUR, LATEST_BUCKET, ceil, floor
 from cg_common.db import Connection
 from cg_common.dimensions import Grouping, attribute_of, is_dimension_member
@@ -32,6 +33,16 @@ _ROLLUP_FIGURES = sql.SQL("events, requests, input_tokens, cached_input_tokens, 
 _RECORD_FIGURES = sql.SQL(
     """1 AS events, requests, input_tokens, cached_input_tokens, output_tokens, coalesce(cost, 0) AS cost,
        (cost IS NULL)::int AS unpriced_events"""
+)
+_ROLLUP_SCALED = sql.SQL(
+    """events * {scale} AS events, requests * {scale} AS requests, input_tokens * {scale} AS input_tokens,
+       cached_input_tokens * {scale} AS cached_input_tokens, output_tokens * {scale} AS output_tokens,
+       cost * {scale} AS cost, unpriced_events * {scale} AS unpriced_events"""
+)
+_RECORD_SCALED = sql.SQL(
+    """{scale} AS events, requests * {scale} AS requests, input_tokens * {scale} AS input_tokens,
+       cached_input_tokens * {scale} AS cached_input_tokens, output_tokens * {scale} AS output_tokens,
+       coalesce(cost, 0) * {scale} AS cost, (cost IS NULL)::int * {scale} AS unpriced_events"""
 )
 Kind = Literal["base", "dimension", "records"]
 _TABLES: dict[Kind, tuple[str, str, str]] = {  # daily, hourly, pending
@@ -74,6 +85,11 @@ class RolledUp:
     complete: frozenset[str] = frozenset()
 
     @property
+    def hourly(self) -> frozenset[str]:
+        """The complete groupings with an hourly roll-up (not coarse): what GET /data may look hours up in."""
+        return self.complete - {g.name for g in self.groupings if g.coarse}
+
+    @property
     def dimensions(self) -> tuple[str, ...]:
         """The dimension names (`team`), from the single-dimension groupings."""
         return tuple(attribute_of(g.first) for g in self.groupings if g.second is None)
@@ -91,11 +107,12 @@ async def rolled_up(conn: Connection, *, one_snapshot: bool = True) -> RolledUp:
     if one_snapshot and conn.info.transaction_status == TransactionStatus.IDLE:
         await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
     cursor = await conn.execute(
-        "SELECT first_member, second_member, grouping, complete FROM usage_rollup_groupings ORDER BY grouping"
+        """SELECT first_member, second_member, coarse, grouping, complete FROM usage_rollup_groupings
+           ORDER BY grouping"""
     )
     rows = await cursor.fetchall()
     return RolledUp(
-        tuple(Grouping(row["first_member"], row["second_member"]) for row in rows),
+        tuple(Grouping(row["first_member"], row["second_member"], row["coarse"]) for row in rows),
         frozenset(row["grouping"] for row in rows if row["complete"]),
     )
 
@@ -162,19 +179,28 @@ async def summarize(
     group_by: tuple[str, ...],
     filters: Filters = Filters(),
     rolled: RolledUp = RolledUp(),
+    now: datetime | None = None,
 ) -> list[dict[str, Any]]:
     """One row per group (`grp0`, and `grp1` for a second grouping) with the figures summed over [since, until) of
     the usage `filters` selects; where a grouping is `key`, with the key's label, prefix and last4 when the key is
-    stored (still there after DELETE /keys, which keeps the row)."""
+    stored (still there after DELETE /keys, which keeps the row). `now` only steers a coarse grouping's choice of
+    parts (default: the clock)."""
     plan = Plan.choose(group_by, filters, rolled)
-    spans = split_range(since, until) if plan.kind != "records" else Spans(raw=_non_empty([(since, until)]))
-    arms, params = _arms(spans, plan, group_by, filters)
+    signed = plan.grouping is not None and plan.grouping.coarse
+    if signed:
+        parts = coarse_spans.cut(since, until, now or datetime.now(UTC), months="day" not in group_by)
+        arms, params = _coarse_arms(parts, plan, group_by, filters)
+    else:
+        spans = split_range(since, until) if plan.kind != "records" else Spans(raw=_non_empty([(since, until)]))
+        arms, params = _arms(spans, plan, group_by, filters)
     if not arms:
         return []
     groups = sql.SQL(", ").join(sql.Identifier(f"grp{n}") for n in range(len(group_by)))
     sums = sql.SQL(", ").join(sql.SQL("sum({0}) AS {0}").format(sql.Identifier(f)) for f in FIGURES)
-    grouped = sql.SQL("SELECT {}, {} FROM ({}) AS parts GROUP BY {}").format(
-        groups, sums, sql.SQL(" UNION ALL ").join(arms), groups
+    # Signed parts: a value whose parts cancel out had no usage in the range.
+    having = sql.SQL(" HAVING sum(events) <> 0") if signed else sql.SQL("")
+    grouped = sql.SQL("SELECT {}, {} FROM ({}) AS parts GROUP BY {}{}").format(
+        groups, sums, sql.SQL(" UNION ALL ").join(arms), groups, having
     )
     # Days in order first (a time series per value), else the biggest spend first.
     order: list[sql.Composable] = [
@@ -243,6 +269,73 @@ def _arms(
     for start, end in spans.raw:
         arm("usage_events", utc_day.format(sql.Identifier("occurred_at")), start, end)
     return arms, params
+
+
+def _coarse_arms(
+    parts: coarse_spans.SignedParts, plan: Plan, group_by: tuple[str, ...], filters: Filters
+) -> tuple[list[sql.Composable], list[Any]]:
+    """The SELECTs of a coarse grouping's signed parts: month and day rows and pending sums joined to their
+    coefficients, and records over each signed range."""
+    assert plan.grouping is not None  # noqa: S101 - a dimension plan has its grouping
+    grouping = plan.grouping.name
+    arms: list[sql.Composable] = []
+    params: list[Any] = []
+    wanted = filters.by_member()
+
+    def select(records: bool, day_of: sql.Composable, scale: sql.Composable) -> sql.Composable:
+        groups = [
+            sql.SQL("{} AS {}").format(
+                day_of if member == "day" else plan.expression(member, records=records), sql.Identifier(f"grp{n}")
+            )
+            for n, member in enumerate(group_by)
+        ]
+        figures = _RECORD_SCALED if records else _ROLLUP_SCALED
+        return sql.SQL("SELECT {}, {}").format(sql.SQL(", ").join(groups), figures.format(scale=scale))
+
+    def matching(records: bool) -> tuple[list[sql.Composable], list[Any]]:
+        conditions: list[sql.Composable] = [] if records else [sql.SQL("t.grouping = %s")]
+        values: list[Any] = [] if records else [grouping]
+        for member, value in wanted.items():
+            conditions.append(sql.SQL("{} = %s").format(plan.expression(member, records=records)))
+            values.append(str(value))
+        return conditions, values
+
+    tables = (
+        ("usage_rollup_dimension_monthly", dict(parts.months), sql.SQL("t.bucket")),
+        ("usage_rollup_dimension_daily", dict(parts.days), sql.SQL("t.bucket")),
+        ("usage_rollup_dimension_pending", parts.pending_days(), sql.SQL("(t.bucket AT TIME ZONE 'UTC')::date")),
+    )
+    for table, coefficients, bucket_day in tables:
+        if not coefficients:
+            continue
+        conditions, values = matching(records=False)
+        if table.endswith("pending"):
+            conditions.append(sql.SQL("t.bucket >= %s AND t.bucket < %s"))
+            values += [_midnight(min(coefficients)), _midnight(max(coefficients)) + DAY]
+        arms.append(
+            sql.SQL("{} FROM {} AS t JOIN unnest(%s::date[], %s::int[]) AS c(day, coef) ON c.day = {} WHERE {}").format(
+                select(False, bucket_day, sql.SQL("c.coef")),
+                sql.Identifier(table),
+                bucket_day,
+                sql.SQL(" AND ").join(conditions),
+            )
+        )
+        params += [list(coefficients), list(coefficients.values()), *values]
+    day_of = sql.SQL("(occurred_at AT TIME ZONE 'UTC')::date")
+    for start, end, sign in parts.records:
+        conditions, values = matching(records=True)
+        arms.append(
+            sql.SQL("{} FROM usage_events WHERE occurred_at >= %s AND occurred_at < %s{}").format(
+                select(True, day_of, sql.Literal(sign)),
+                sql.SQL("").join(sql.SQL(" AND ") + condition for condition in conditions),
+            )
+        )
+        params += [start, end, *values]
+    return arms, params
+
+
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
 def _non_empty(ranges: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:

@@ -189,22 +189,34 @@ daily AS (
 )
 SELECT count(*) AS moved FROM moved
 """  # noqa: S608 - composed from constants only
+# Coarse groupings (migration 0015) have no hourly roll-up but a monthly one; the others, hourly and daily.
 FOLD_DIMENSION_PENDING = f"""
 WITH moved AS (
     DELETE FROM usage_rollup_dimension_pending RETURNING *
 ),
+tiered AS (
+    SELECT m.*, g.coarse FROM moved m JOIN usage_rollup_groupings g USING (grouping)
+),
 hourly AS (
     INSERT INTO usage_rollup_dimension_hourly ({DIMENSION_ROLLUP_COLUMNS})
-    SELECT grouping, bucket, value1, value2, {PENDING_SUMS} FROM moved GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+    SELECT grouping, bucket, value1, value2, {PENDING_SUMS} FROM tiered WHERE NOT coarse
+    GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
     ON CONFLICT ON CONSTRAINT usage_rollup_dimension_hourly_group
     DO UPDATE SET {ROLLUP_ADD.format(t="usage_rollup_dimension_hourly")}
 ),
 daily AS (
     INSERT INTO usage_rollup_dimension_daily ({DIMENSION_ROLLUP_COLUMNS})
     SELECT grouping, (bucket AT TIME ZONE 'UTC')::date, value1, value2, {PENDING_SUMS}
-    FROM moved GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+    FROM tiered GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
     ON CONFLICT ON CONSTRAINT usage_rollup_dimension_daily_group
     DO UPDATE SET {ROLLUP_ADD.format(t="usage_rollup_dimension_daily")}
+),
+monthly AS (
+    INSERT INTO usage_rollup_dimension_monthly ({DIMENSION_ROLLUP_COLUMNS})
+    SELECT grouping, date_trunc('month', bucket AT TIME ZONE 'UTC')::date, value1, value2, {PENDING_SUMS}
+    FROM tiered WHERE coarse GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+    ON CONFLICT ON CONSTRAINT usage_rollup_dimension_monthly_group
+    DO UPDATE SET {ROLLUP_ADD.format(t="usage_rollup_dimension_monthly")}
 )
 SELECT count(*) AS moved FROM moved
 """  # noqa: S608 - composed from constants only
