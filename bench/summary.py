@@ -28,9 +28,15 @@ from psycopg.rows import dict_row
 
 from bench.support import drop_database, fake_keys, fresh_database, percentiles, say, store_keys
 from cg_api.summary_repo import Filters, rolled_up, summarize
-from cg_common.dimensions import ATTRIBUTE_PREFIX, DEFAULT_DIMENSIONS, DEFAULT_PAIRS, Grouping
+from cg_common.dimensions import ATTRIBUTE_PREFIX, DEFAULT_COARSE, DEFAULT_DIMENSIONS, DEFAULT_PAIRS, Grouping
 from cg_devstack.servers import Stack
-from cg_ledger.dimension_rollups import REBUILD_DAILY, REBUILD_HOURLY, bring_list_to
+from cg_ledger.dimension_rollups import (
+    REBUILD_COARSE_DAILY,
+    REBUILD_DAILY,
+    REBUILD_HOURLY,
+    REBUILD_MONTHLY,
+    bring_list_to,
+)
 from tests.support.processes import running_api
 
 NAME = "summary"
@@ -142,11 +148,12 @@ DIMENSION_CASES = (
     Case(("attributes.team", "model")),
     Case(("day", "attributes.team")),
 )
-# The groupings the ledger rolls up with its default DIMENSIONS and DIMENSION_PAIRS.
-GROUPINGS = [Grouping(ATTRIBUTE_PREFIX + name) for name in DEFAULT_DIMENSIONS] + [
+# The groupings the ledger rolls up with its default DIMENSIONS, DIMENSION_PAIRS and DIMENSION_COARSE.
+GROUPINGS = [Grouping(ATTRIBUTE_PREFIX + name, coarse=name in DEFAULT_COARSE) for name in DEFAULT_DIMENSIONS] + [
     Grouping.parse(pair) for pair in DEFAULT_PAIRS
 ]
-DIMENSION_ROLLUPS = ("usage_rollup_dimension_hourly", "usage_rollup_dimension_daily")
+COARSE = {g.name for g in GROUPINGS if g.coarse}
+DIMENSION_ROLLUPS = ("usage_rollup_dimension_hourly", "usage_rollup_dimension_daily", "usage_rollup_dimension_monthly")
 
 
 def check_disk(path: Path) -> None:
@@ -275,8 +282,10 @@ def build_dimension_rollups(database_url: str) -> float:
     say(NAME, f"summing {len(names)} dimension groupings' history with the ledger's rebuild statements")
     # The biggest first, so that the two sessions finish together.
     names.sort(key=lambda name: "customer" not in name)
-    _parallel(database_url, [(None, REBUILD_HOURLY, {"names": [name]}) for name in names])
-    _parallel(database_url, [(None, REBUILD_DAILY, {"names": [name]}) for name in names])
+    # Hours (days, for a coarse grouping) from the records, then days from the hours (months from the days).
+    first = [(None, REBUILD_COARSE_DAILY if name in COARSE else REBUILD_HOURLY, {"names": [name]}) for name in names]
+    _parallel(database_url, first)
+    _parallel(database_url, [(None, REBUILD_MONTHLY if n in COARSE else REBUILD_DAILY, {"names": [n]}) for n in names])
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(
             "UPDATE usage_rollup_groupings SET complete = true, changed_at = now() WHERE grouping = ANY(%s)", (names,)
@@ -284,8 +293,13 @@ def build_dimension_rollups(database_url: str) -> float:
         wrong = conn.execute(
             """SELECT grouping, sum(events) FROM usage_rollup_dimension_hourly GROUP BY 1 HAVING sum(events) <> %s
                UNION ALL
-               SELECT grouping, sum(events) FROM usage_rollup_dimension_daily GROUP BY 1 HAVING sum(events) <> %s""",
-            (ROWS, ROWS),
+               SELECT grouping, sum(events) FROM usage_rollup_dimension_daily GROUP BY 1 HAVING sum(events) <> %s
+               UNION ALL
+               SELECT grouping, sum(events) FROM usage_rollup_dimension_monthly GROUP BY 1 HAVING sum(events) <> %s
+               UNION ALL
+               SELECT grouping, 0 FROM usage_rollup_groupings g WHERE coarse = EXISTS (
+                   SELECT FROM usage_rollup_dimension_hourly h WHERE h.grouping = g.grouping)""",
+            (ROWS, ROWS, ROWS),
         ).fetchall()
     if wrong:
         raise RuntimeError(f"dimension roll-ups do not hold every event once: {wrong}")
