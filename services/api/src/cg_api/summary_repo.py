@@ -34,16 +34,14 @@ _RECORD_FIGURES = sql.SQL(
     """1 AS events, requests, input_tokens, cached_input_tokens, output_tokens, coalesce(cost, 0) AS cost,
        (cost IS NULL)::int AS unpriced_events"""
 )
-_ROLLUP_SCALED = sql.SQL(
-    """events * {scale} AS events, requests * {scale} AS requests, input_tokens * {scale} AS input_tokens,
-       cached_input_tokens * {scale} AS cached_input_tokens, output_tokens * {scale} AS output_tokens,
-       cost * {scale} AS cost, unpriced_events * {scale} AS unpriced_events"""
-)
-_RECORD_SCALED = sql.SQL(
-    """{scale} AS events, requests * {scale} AS requests, input_tokens * {scale} AS input_tokens,
-       cached_input_tokens * {scale} AS cached_input_tokens, output_tokens * {scale} AS output_tokens,
-       coalesce(cost, 0) * {scale} AS cost, (cost IS NULL)::int * {scale} AS unpriced_events"""
-)
+# Each figure of a roll-up row or of a record, as summed (a record is one event, its cost 0 when unpriced).
+_ROLLUP_TERMS = {name: sql.Identifier(name) for name in FIGURES}
+_RECORD_TERMS: dict[str, sql.Composable] = {
+    **_ROLLUP_TERMS,
+    "events": sql.SQL("1"),
+    "cost": sql.SQL("coalesce(cost, 0)"),
+    "unpriced_events": sql.SQL("(cost IS NULL)::int"),
+}
 Kind = Literal["base", "dimension", "records"]
 _TABLES: dict[Kind, tuple[str, str, str]] = {  # daily, hourly, pending
     "base": ("usage_rollup_daily", "usage_rollup_hourly", "usage_rollup_pending"),
@@ -274,64 +272,78 @@ def _arms(
 def _coarse_arms(
     parts: coarse_spans.SignedParts, plan: Plan, group_by: tuple[str, ...], filters: Filters
 ) -> tuple[list[sql.Composable], list[Any]]:
-    """The SELECTs of a coarse grouping's signed parts: month and day rows and pending sums joined to their
-    coefficients, and records over each signed range."""
+    """The SELECTs of a coarse grouping's signed parts: month and day rows by index (`bucket = ANY`, one SELECT per
+    coefficient, mostly +1 and -1), pending sums joined to their days' coefficients, and records over each signed
+    range."""
     assert plan.grouping is not None  # noqa: S101 - a dimension plan has its grouping
     grouping = plan.grouping.name
     arms: list[sql.Composable] = []
     params: list[Any] = []
     wanted = filters.by_member()
 
-    def select(records: bool, day_of: sql.Composable, scale: sql.Composable) -> sql.Composable:
+    def arm(
+        records: bool,
+        source: sql.Composable,
+        within: tuple[sql.Composable, list[Any]],
+        day_of: sql.Composable,
+        scale: int | None,
+        source_params: tuple[Any, ...] = (),
+    ) -> None:
+        """One SELECT from `source`, rows `within` a time condition; `scale` None: each row's `c.coef`."""
         groups = [
             sql.SQL("{} AS {}").format(
                 day_of if member == "day" else plan.expression(member, records=records), sql.Identifier(f"grp{n}")
             )
             for n, member in enumerate(group_by)
         ]
-        figures = _RECORD_SCALED if records else _ROLLUP_SCALED
-        return sql.SQL("SELECT {}, {}").format(sql.SQL(", ").join(groups), figures.format(scale=scale))
-
-    def matching(records: bool) -> tuple[list[sql.Composable], list[Any]]:
-        conditions: list[sql.Composable] = [] if records else [sql.SQL("t.grouping = %s")]
-        values: list[Any] = [] if records else [grouping]
+        terms = _RECORD_TERMS if records else _ROLLUP_TERMS
+        figures = [sql.SQL("{} AS {}").format(_scaled(terms[name], scale), sql.Identifier(name)) for name in FIGURES]
+        conditions, values = [within[0]], list(within[1])
+        if not records:
+            conditions.append(sql.SQL("t.grouping = %s"))
+            values.append(grouping)
         for member, value in wanted.items():
             conditions.append(sql.SQL("{} = %s").format(plan.expression(member, records=records)))
             values.append(str(value))
-        return conditions, values
+        arms.append(
+            sql.SQL("SELECT {} FROM {} WHERE {}").format(
+                sql.SQL(", ").join(groups + figures), source, sql.SQL(" AND ").join(conditions)
+            )
+        )
+        params.extend([*source_params, *values])
 
-    tables = (
-        ("usage_rollup_dimension_monthly", dict(parts.months), sql.SQL("t.bucket")),
-        ("usage_rollup_dimension_daily", dict(parts.days), sql.SQL("t.bucket")),
-        ("usage_rollup_dimension_pending", parts.pending_days(), sql.SQL("(t.bucket AT TIME ZONE 'UTC')::date")),
-    )
-    for table, coefficients, bucket_day in tables:
-        if not coefficients:
-            continue
-        conditions, values = matching(records=False)
-        if table.endswith("pending"):
-            conditions.append(sql.SQL("t.bucket >= %s AND t.bucket < %s"))
-            values += [_midnight(min(coefficients)), _midnight(max(coefficients)) + DAY]
-        arms.append(
-            sql.SQL("{} FROM {} AS t JOIN unnest(%s::date[], %s::int[]) AS c(day, coef) ON c.day = {} WHERE {}").format(
-                select(False, bucket_day, sql.SQL("c.coef")),
-                sql.Identifier(table),
-                bucket_day,
-                sql.SQL(" AND ").join(conditions),
-            )
-        )
-        params += [list(coefficients), list(coefficients.values()), *values]
-    day_of = sql.SQL("(occurred_at AT TIME ZONE 'UTC')::date")
+    bucket = sql.SQL("t.bucket")
+    for table, coefficients in (
+        ("usage_rollup_dimension_monthly", parts.months),
+        ("usage_rollup_dimension_daily", parts.days),
+    ):
+        for coefficient in sorted(set(coefficients.values())):
+            buckets = sorted(day for day, n in coefficients.items() if n == coefficient)
+            source = sql.SQL("{} AS t").format(sql.Identifier(table))
+            arm(False, source, (sql.SQL("t.bucket = ANY(%s::date[])"), [buckets]), bucket, coefficient)
+    pending = parts.pending_days()
+    if pending:
+        day = sql.SQL("(t.bucket AT TIME ZONE 'UTC')::date")
+        source = sql.SQL(
+            "usage_rollup_dimension_pending AS t JOIN unnest(%s::date[], %s::int[]) AS c(day, coef) ON c.day = {}"
+        ).format(day)
+        within = (sql.SQL("t.bucket >= %s AND t.bucket < %s"), [_midnight(min(pending)), _midnight(max(pending)) + DAY])
+        arm(False, source, within, day, None, (list(pending), list(pending.values())))
     for start, end, sign in parts.records:
-        conditions, values = matching(records=True)
-        arms.append(
-            sql.SQL("{} FROM usage_events WHERE occurred_at >= %s AND occurred_at < %s{}").format(
-                select(True, day_of, sql.Literal(sign)),
-                sql.SQL("").join(sql.SQL(" AND ") + condition for condition in conditions),
-            )
-        )
-        params += [start, end, *values]
+        within = (sql.SQL("occurred_at >= %s AND occurred_at < %s"), [start, end])
+        arm(True, sql.SQL("usage_events"), within, sql.SQL("(occurred_at AT TIME ZONE 'UTC')::date"), sign)
     return arms, params
+
+
+def _scaled(term: sql.Composable, scale: int | None) -> sql.Composable:
+    """A figure times its part's coefficient: as it is for +1, negated for -1 (cheaper than a numeric product)."""
+    if scale is None:
+        return sql.SQL("{} * c.coef").format(term)
+    if scale == 1:
+        return term
+    if scale == -1:
+        return sql.SQL("-{}").format(term)
+    return sql.SQL("{} * {}").format(term, sql.Literal(scale))
 
 
 def _midnight(day: date) -> datetime:
