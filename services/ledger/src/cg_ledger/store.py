@@ -152,18 +152,21 @@ inserted AS (
         ON by_fp.fingerprint = s.key_fingerprint::char(16) AND (s.key_id IS NULL OR by_id.id IS NULL)
     ORDER BY s.source, s.event_id
     ON CONFLICT (source, event_id) DO NOTHING
-    RETURNING id, recorded_at, source, event_id, occurred_at, provider, model, key_id, key_fingerprint, input_tokens,
-              cached_input_tokens, output_tokens, requests, cost, attributes
+    RETURNING id, recorded_at, source, event_id, provider, model, key_id, key_fingerprint, input_tokens,
+              cached_input_tokens, output_tokens, requests, cost, attributes,
+              date_trunc('hour', occurred_at, 'UTC') AS hour
 ),
 pending AS (
     INSERT INTO usage_rollup_pending ({ROLLUP_COLUMNS})
-    SELECT date_trunc('hour', occurred_at, 'UTC'), key_id, source, provider, model, {ROLLUP_SUMS}
+    SELECT hour, key_id, source, provider, model, {ROLLUP_SUMS}
     FROM inserted GROUP BY 1, 2, 3, 4, 5
 ),
+-- The hour is truncated once per record, not once per record and grouping. `OFFSET 0` keeps the groupings a
+-- subquery, so that the planner hashes the sums instead of sorting every (record, grouping) pair by grouping and value.
 dimension_pending AS (
     INSERT INTO usage_rollup_dimension_pending ({DIMENSION_ROLLUP_COLUMNS})
-    SELECT g.grouping, date_trunc('hour', i.occurred_at, 'UTC'), {MEMBER_VALUES.format(row="i")}, {ROLLUP_SUMS}
-    FROM inserted i CROSS JOIN usage_rollup_groupings g GROUP BY 1, 2, 3, 4
+    SELECT g.grouping, i.hour, {MEMBER_VALUES.format(row="i")}, {ROLLUP_SUMS}
+    FROM inserted i CROSS JOIN (SELECT * FROM usage_rollup_groupings OFFSET 0) g GROUP BY 1, 2, 3, 4
 )
 SELECT id, recorded_at, source, event_id, key_id, key_fingerprint FROM inserted
 """  # noqa: S608 - composed from constants only
