@@ -253,19 +253,19 @@ def _without_attributes(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_dimensions(rolled_up: bool, database_url: str) -> None:
-    """With dimensions: each of the six groupings holds every event once (hourly roll-up plus pending sums).
-    Without: no grouping listed, no dimension roll-up row."""
+    """With dimensions: each of the six groupings holds every event once (daily roll-up plus pending sums; the
+    coarse customer grouping has no hourly one). Without: no grouping listed, no dimension roll-up row."""
     with psycopg.connect(database_url) as conn:
         rows = conn.execute(
             """SELECT g.grouping,
-                      (SELECT coalesce(sum(events), 0) FROM usage_rollup_dimension_hourly h
-                       WHERE h.grouping = g.grouping)
+                      (SELECT coalesce(sum(events), 0) FROM usage_rollup_dimension_daily d
+                       WHERE d.grouping = g.grouping)
                       + (SELECT coalesce(sum(events), 0) FROM usage_rollup_dimension_pending p
                          WHERE p.grouping = g.grouping)
                FROM usage_rollup_groupings g ORDER BY 1"""
         ).fetchall()
         stray = conn.execute(
-            """SELECT (SELECT count(*) FROM usage_rollup_dimension_hourly)
+            """SELECT (SELECT count(*) FROM usage_rollup_dimension_daily)
                       + (SELECT count(*) FROM usage_rollup_dimension_pending)"""
         ).fetchone()
     expected = len(DEFAULT_DIMENSIONS) + len(DEFAULT_PAIRS) if rolled_up else 0
