@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from psycopg.rows import dict_row
 from pydantic import ValidationError
 
+from cg_api.coarse_spans import cut
 from cg_api.summary_repo import Filters, Plan, RolledUp, rolled_up, summarize
 from cg_common.dimensions import DimensionSettings, Grouping
 from cg_common.settings import describe_error
@@ -350,3 +351,18 @@ def test_the_default_groupings() -> None:
         "attributes.team+model",
     ]
     assert Grouping.parse("model+attributes.team") == Grouping("attributes.team", "model")
+
+
+def test_a_coarse_range_ending_now_reads_months_and_few_records() -> None:
+    """The benchmark's request: 30 days ending 17 minutes ago, both ends off the hour."""
+    until = datetime(2026, 12, 5, 15, 23, 37, tzinfo=UTC)
+    parts = cut(until - timedelta(days=30), until, now=until + timedelta(minutes=17, seconds=23))
+    assert parts.months == {date(2026, 11, 1): 1, date(2026, 12, 1): 1}
+    assert parts.days == {
+        **{date(2026, 11, n): -1 for n in range(1, 6)},  # November minus its first five days
+        **{date(2026, 12, n): -1 for n in range(6, 32)},  # December minus the days to come (no rows yet)
+    }
+    assert parts.records == [
+        (until - timedelta(days=30), datetime(2026, 11, 6, tzinfo=UTC), 1),  # 8.6 hours inside, 15.4 outside
+        (until, datetime(2026, 12, 6, tzinfo=UTC), -1),  # December 5 minus what came after `until`
+    ]
