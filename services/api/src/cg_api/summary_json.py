@@ -33,7 +33,7 @@ def encode(
 
 def _group(row: dict[str, Any], groupings: tuple[str, ...]) -> dict[str, Any]:
     values = [_value(row[f"grp{n}"]) for n in range(len(groupings))]
-    group: dict[str, Any] = {name: int(row[name]) for name in COUNTS}
+    group: dict[str, Any] = {name: row[name] for name in COUNTS}  # ints already (summary_repo casts them)
     group["cost"] = money_text(row["cost"])
     group["group"] = values[0] if len(values) == 1 else values
     labelled = "key" in groupings and row.get("label") is not None

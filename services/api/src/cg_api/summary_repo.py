@@ -194,7 +194,11 @@ async def summarize(
     if not arms:
         return []
     groups = sql.SQL(", ").join(sql.Identifier(f"grp{n}") for n in range(len(group_by)))
-    sums = sql.SQL(", ").join(sql.SQL("sum({0}) AS {0}").format(sql.Identifier(f)) for f in FIGURES)
+    # Counts come back as bigint, not numeric: thousands of groups decode as ints, not Decimals.
+    sums = sql.SQL(", ").join(
+        sql.SQL("sum({0}) AS {0}" if f == "cost" else "sum({0})::bigint AS {0}").format(sql.Identifier(f))
+        for f in FIGURES
+    )
     # Signed parts: a value whose parts cancel out had no usage in the range.
     having = sql.SQL(" HAVING sum(events) <> 0") if signed else sql.SQL("")
     grouped = sql.SQL("SELECT {}, {} FROM ({}) AS parts GROUP BY {}{}").format(
