@@ -192,32 +192,45 @@ daily AS (
 )
 SELECT count(*) AS moved FROM moved
 """  # noqa: S608 - composed from constants only
-# Coarse groupings (migration 0015) have no hourly roll-up but a monthly one; the others, hourly and daily.
+# Coarse groupings (migration 0015) have no hourly roll-up but a monthly one; the others, hourly and daily. The
+# pending rows (one per batch, grouping, hour and value) are summed once per hour and value, and the days and months
+# from those sums: a fold moves ~25,000 pending rows a second at full ingest, into ~5,000 sums.
 FOLD_DIMENSION_PENDING = f"""
 WITH moved AS (
     DELETE FROM usage_rollup_dimension_pending RETURNING *
 ),
-tiered AS (
-    SELECT m.*, g.coarse FROM moved m JOIN usage_rollup_groupings g USING (grouping)
+hours AS (
+    SELECT s.*, g.coarse FROM (
+        SELECT grouping, bucket, value1, value2, {PENDING_SUMS} FROM moved GROUP BY 1, 2, 3, 4
+    ) AS s({DIMENSION_ROLLUP_COLUMNS}) JOIN usage_rollup_groupings g USING (grouping)
+),
+days AS (
+    SELECT * FROM (
+        SELECT grouping, (bucket AT TIME ZONE 'UTC')::date, value1, value2, coarse, {PENDING_SUMS}
+        FROM hours GROUP BY 1, 2, 3, 4, 5
+    ) AS d(grouping, bucket, value1, value2, coarse, events, requests, input_tokens, cached_input_tokens,
+           output_tokens, cost, unpriced_events)
 ),
 hourly AS (
     INSERT INTO usage_rollup_dimension_hourly ({DIMENSION_ROLLUP_COLUMNS})
-    SELECT grouping, bucket, value1, value2, {PENDING_SUMS} FROM tiered WHERE NOT coarse
-    GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+    SELECT grouping, bucket, value1, value2, events, requests, input_tokens, cached_input_tokens, output_tokens,
+           cost, unpriced_events
+    FROM hours WHERE NOT coarse ORDER BY 1, 2, 3, 4
     ON CONFLICT ON CONSTRAINT usage_rollup_dimension_hourly_group
     DO UPDATE SET {ROLLUP_ADD.format(t="usage_rollup_dimension_hourly")}
 ),
 daily AS (
     INSERT INTO usage_rollup_dimension_daily ({DIMENSION_ROLLUP_COLUMNS})
-    SELECT grouping, (bucket AT TIME ZONE 'UTC')::date, value1, value2, {PENDING_SUMS}
-    FROM tiered GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+    SELECT grouping, bucket, value1, value2, events, requests, input_tokens, cached_input_tokens, output_tokens,
+           cost, unpriced_events
+    FROM days ORDER BY 1, 2, 3, 4
     ON CONFLICT ON CONSTRAINT usage_rollup_dimension_daily_group
     DO UPDATE SET {ROLLUP_ADD.format(t="usage_rollup_dimension_daily")}
 ),
 monthly AS (
     INSERT INTO usage_rollup_dimension_monthly ({DIMENSION_ROLLUP_COLUMNS})
-    SELECT grouping, date_trunc('month', bucket AT TIME ZONE 'UTC')::date, value1, value2, {PENDING_SUMS}
-    FROM tiered WHERE coarse GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+    SELECT grouping, date_trunc('month', bucket)::date, value1, value2, {PENDING_SUMS}
+    FROM days WHERE coarse GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
     ON CONFLICT ON CONSTRAINT usage_rollup_dimension_monthly_group
     DO UPDATE SET {ROLLUP_ADD.format(t="usage_rollup_dimension_monthly")}
 )
@@ -225,6 +238,7 @@ SELECT count(*) AS moved FROM moved
 """  # noqa: S608 - composed from constants only
 # One folder at a time across replicas: a second one would only wait for the first one's row locks.
 FOLD_LOCK = 0x6367_666F_6C64  # "cgfold"
+FOLD_WORK_MEM = "64MB"
 
 
 async def create_staging_table(conn: Connection) -> None:
@@ -259,6 +273,8 @@ async def fold_pending(conn: Connection) -> int:
     row = await cursor.fetchone()
     if not row or not row["mine"]:
         return 0
+    # A second's pending sums of a 5,000-value dimension need ~8 MB to hash; at the default 4 MB they spill to disk.
+    await conn.execute(f"SET LOCAL work_mem = '{FOLD_WORK_MEM}'")
     moved = 0
     for statement in (FOLD_PENDING, FOLD_DIMENSION_PENDING):
         row = await (await conn.execute(statement)).fetchone()
