@@ -20,8 +20,10 @@ from pydantic import ValidationError
 
 from cg_api.coarse_spans import cut
 from cg_api.summary_repo import Filters, Plan, RolledUp, rolled_up, summarize
+from cg_common.db import open_pool
 from cg_common.dimensions import DimensionSettings, Grouping
 from cg_common.settings import describe_error
+from cg_ledger.dimension_rollups import bring_list_to, rebuild
 from tests.support.keys import fake_openai_key
 from tests.support.usage_rows import DEFAULT_GROUPINGS, UsageRow, fold, insert_usage, record, roll_up
 from tests.test_usage_queries import walk
@@ -366,3 +368,35 @@ def test_a_coarse_range_ending_now_reads_months_and_few_records() -> None:
         (until - timedelta(days=30), datetime(2026, 11, 6, tzinfo=UTC), 1),  # 8.6 hours inside, 15.4 outside
         (until, datetime(2026, 12, 6, tzinfo=UTC), -1),  # December 5 minus what came after `until`
     ]
+
+
+async def test_turning_a_dimension_coarse_and_back_sums_it_again(
+    database_url: str, db: psycopg.Connection[Any], keys: list[int | None]
+) -> None:
+    """DIMENSION_COARSE changed on a database holding usage: the grouping is incomplete (the api reads the records)
+    until its rebuild, which leaves it in its new tiers only: hours and days, or days and months."""
+    db.execute("SELECT clear_usage()")
+    db.commit()
+    insert_usage(db, [UsageRow(START + timedelta(days=n), attributes={"customer": f"c{n % 3}"}) for n in range(40)])
+    fold(db)
+    customer = "attributes.customer"
+    pool = await open_pool(database_url, max_size=1)
+    try:
+        for coarse, tiers in ((False, {"hourly", "daily"}), (True, {"daily", "monthly"})):
+            groupings = [
+                Grouping(g.first, g.second, coarse if g.name == customer else g.coarse) for g in DEFAULT_GROUPINGS
+            ]
+            async with pool.connection() as conn:
+                changes = await bring_list_to(conn, groupings)
+                assert (changes.retiered, changes.incomplete) == ([customer], [customer])
+                assert customer not in (await rolled_up(conn, one_snapshot=False)).complete
+            assert await rebuild(pool) == [customer]
+            for tier in ("hourly", "daily", "monthly"):
+                events = db.execute(
+                    f"SELECT sum(events) FROM usage_rollup_dimension_{tier} WHERE grouping = %s",  # noqa: S608
+                    (customer,),
+                ).fetchone()
+                assert events == ((40,) if tier in tiers else (None,)), tier
+            db.commit()
+    finally:
+        await pool.close()
