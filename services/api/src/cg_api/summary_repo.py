@@ -10,6 +10,7 @@ instead of millions.
 Which roll-ups: key, source, provider and model are in every row of usage_rollup_*; a dimension (`attributes.team`)
 is in the dimension roll-ups of a grouping that holds it (alone, or paired with what the query also groups or
 filters by). A query no complete grouping covers is summed from usage_events over the whole range: exact, slower.
+A coarse grouping (daily and monthly roll-ups, no hourly one) is read as signed parts instead (`coarse_spans`).
 """
 
 from __future__ import annotations
