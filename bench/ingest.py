@@ -45,7 +45,7 @@ from psycopg.rows import dict_row
 from bench import profile, summary
 from bench.support import CpuMeter, drop_database, fake_keys, fmt_cpu, fresh_database, per_thousand, say, store_keys
 from cg_common.crypto import fingerprint
-from cg_common.dimensions import DEFAULT_DIMENSIONS, DEFAULT_PAIRS
+from cg_common.dimensions import DEFAULT_COARSE, DEFAULT_DIMENSIONS, DEFAULT_PAIRS
 from cg_common.pricing import Price, Pricer
 from cg_common.publishing import MSG_ID_HEADER, Outgoing, publish_all
 from cg_common.pull import PullFetcher
@@ -253,19 +253,19 @@ def _without_attributes(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_dimensions(rolled_up: bool, database_url: str) -> None:
-    """With dimensions: each of the six groupings holds every event once (hourly roll-up plus pending sums).
-    Without: no grouping listed, no dimension roll-up row."""
+    """With dimensions: each of the six groupings holds every event once (daily roll-up plus pending sums; the
+    coarse customer grouping has no hourly one). Without: no grouping listed, no dimension roll-up row."""
     with psycopg.connect(database_url) as conn:
         rows = conn.execute(
             """SELECT g.grouping,
-                      (SELECT coalesce(sum(events), 0) FROM usage_rollup_dimension_hourly h
-                       WHERE h.grouping = g.grouping)
+                      (SELECT coalesce(sum(events), 0) FROM usage_rollup_dimension_daily d
+                       WHERE d.grouping = g.grouping)
                       + (SELECT coalesce(sum(events), 0) FROM usage_rollup_dimension_pending p
                          WHERE p.grouping = g.grouping)
                FROM usage_rollup_groupings g ORDER BY 1"""
         ).fetchall()
         stray = conn.execute(
-            """SELECT (SELECT count(*) FROM usage_rollup_dimension_hourly)
+            """SELECT (SELECT count(*) FROM usage_rollup_dimension_daily)
                       + (SELECT count(*) FROM usage_rollup_dimension_pending)"""
         ).fetchone()
     expected = len(DEFAULT_DIMENSIONS) + len(DEFAULT_PAIRS) if rolled_up else 0
@@ -804,10 +804,11 @@ def dimensions_markdown(result: dict[str, Any]) -> list[str]:
         "ids, outside the measured time): **with** every event carrying the four dimensions of the summary "
         f"benchmark (team of {summary.TEAMS}, project of {summary.PROJECTS} belonging to one team, customer of "
         f"{summary.CUSTOMERS:,}, feature of {summary.FEATURES}, skewed the same way) and the default DIMENSIONS "
-        f"`{','.join(DEFAULT_DIMENSIONS)}` and DIMENSION_PAIRS `{','.join(DEFAULT_PAIRS)}` (six groupings rolled "
-        "up: every batch also writes its pending dimension sums, every fold moves them), and **without** "
+        f"`{','.join(DEFAULT_DIMENSIONS)}`, DIMENSION_PAIRS `{','.join(DEFAULT_PAIRS)}` and DIMENSION_COARSE "
+        f"`{','.join(DEFAULT_COARSE)}` (six groupings rolled up, the customer one per day and month: every batch "
+        "also writes its pending dimension sums, every fold moves them), and **without** "
         "attributes, with DIMENSIONS and DIMENSION_PAIRS empty (nothing rolled up). Checked after each run: "
-        "every grouping holds every event once (hourly roll-up plus pending sums), and nothing is rolled up "
+        "every grouping holds every event once (daily roll-up plus pending sums), and nothing is rolled up "
         "without dimensions.",
         "",
         "| ledger ×1, live backlog | events/s (median) | runs | mean batch | CPU/1k: ledger | postgres | nats-server |",

@@ -28,9 +28,15 @@ from psycopg.rows import dict_row
 
 from bench.support import drop_database, fake_keys, fresh_database, percentiles, say, store_keys
 from cg_api.summary_repo import Filters, rolled_up, summarize
-from cg_common.dimensions import ATTRIBUTE_PREFIX, DEFAULT_DIMENSIONS, DEFAULT_PAIRS, Grouping
+from cg_common.dimensions import ATTRIBUTE_PREFIX, DEFAULT_COARSE, DEFAULT_DIMENSIONS, DEFAULT_PAIRS, Grouping
 from cg_devstack.servers import Stack
-from cg_ledger.dimension_rollups import REBUILD_DAILY, REBUILD_HOURLY, bring_list_to
+from cg_ledger.dimension_rollups import (
+    REBUILD_COARSE_DAILY,
+    REBUILD_DAILY,
+    REBUILD_HOURLY,
+    REBUILD_MONTHLY,
+    bring_list_to,
+)
 from tests.support.processes import running_api
 
 NAME = "summary"
@@ -142,11 +148,12 @@ DIMENSION_CASES = (
     Case(("attributes.team", "model")),
     Case(("day", "attributes.team")),
 )
-# The groupings the ledger rolls up with its default DIMENSIONS and DIMENSION_PAIRS.
-GROUPINGS = [Grouping(ATTRIBUTE_PREFIX + name) for name in DEFAULT_DIMENSIONS] + [
+# The groupings the ledger rolls up with its default DIMENSIONS, DIMENSION_PAIRS and DIMENSION_COARSE.
+GROUPINGS = [Grouping(ATTRIBUTE_PREFIX + name, coarse=name in DEFAULT_COARSE) for name in DEFAULT_DIMENSIONS] + [
     Grouping.parse(pair) for pair in DEFAULT_PAIRS
 ]
-DIMENSION_ROLLUPS = ("usage_rollup_dimension_hourly", "usage_rollup_dimension_daily")
+COARSE = {g.name for g in GROUPINGS if g.coarse}
+DIMENSION_ROLLUPS = ("usage_rollup_dimension_hourly", "usage_rollup_dimension_daily", "usage_rollup_dimension_monthly")
 
 
 def check_disk(path: Path) -> None:
@@ -275,8 +282,10 @@ def build_dimension_rollups(database_url: str) -> float:
     say(NAME, f"summing {len(names)} dimension groupings' history with the ledger's rebuild statements")
     # The biggest first, so that the two sessions finish together.
     names.sort(key=lambda name: "customer" not in name)
-    _parallel(database_url, [(None, REBUILD_HOURLY, {"names": [name]}) for name in names])
-    _parallel(database_url, [(None, REBUILD_DAILY, {"names": [name]}) for name in names])
+    # Hours (days, for a coarse grouping) from the records, then days from the hours (months from the days).
+    first = [(None, REBUILD_COARSE_DAILY if name in COARSE else REBUILD_HOURLY, {"names": [name]}) for name in names]
+    _parallel(database_url, first)
+    _parallel(database_url, [(None, REBUILD_MONTHLY if n in COARSE else REBUILD_DAILY, {"names": [n]}) for n in names])
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(
             "UPDATE usage_rollup_groupings SET complete = true, changed_at = now() WHERE grouping = ANY(%s)", (names,)
@@ -284,8 +293,13 @@ def build_dimension_rollups(database_url: str) -> float:
         wrong = conn.execute(
             """SELECT grouping, sum(events) FROM usage_rollup_dimension_hourly GROUP BY 1 HAVING sum(events) <> %s
                UNION ALL
-               SELECT grouping, sum(events) FROM usage_rollup_dimension_daily GROUP BY 1 HAVING sum(events) <> %s""",
-            (ROWS, ROWS),
+               SELECT grouping, sum(events) FROM usage_rollup_dimension_daily GROUP BY 1 HAVING sum(events) <> %s
+               UNION ALL
+               SELECT grouping, sum(events) FROM usage_rollup_dimension_monthly GROUP BY 1 HAVING sum(events) <> %s
+               UNION ALL
+               SELECT grouping, 0 FROM usage_rollup_groupings g WHERE coarse = EXISTS (
+                   SELECT FROM usage_rollup_dimension_hourly h WHERE h.grouping = g.grouping)""",
+            (ROWS, ROWS, ROWS),
         ).fetchall()
     if wrong:
         raise RuntimeError(f"dimension roll-ups do not hold every event once: {wrong}")
@@ -652,9 +666,11 @@ def _dimensions_markdown(result: dict[str, Any], millions: float) -> list[str]:
         f"{CUSTOMER_SKEW:g} for customers, {FEATURE_SKEW:g} for features (so `{BIG_CUSTOMER}` holds ~6% of the "
         "events, the top 1% of customers ~22%, and the smallest customers a few hundred events over the 90 days). "
         "The ledger's default groupings (DIMENSIONS `team,project,customer,feature`, DIMENSION_PAIRS "
-        f"`{','.join(DEFAULT_PAIRS)}`) were registered by the ledger's own `bring_list_to` and their history "
-        "summed by its own rebuild statements (`REBUILD_HOURLY`, then `REBUILD_DAILY`; one grouping a session, two "
-        "at a time), as `cg-ledger rebuild-rollups` does after a DIMENSIONS change; then VACUUM ANALYZE. Same "
+        f"`{','.join(DEFAULT_PAIRS)}`, DIMENSION_COARSE `{','.join(DEFAULT_COARSE)}`) were registered by the "
+        "ledger's own `bring_list_to` and their history summed by its own rebuild statements (`REBUILD_HOURLY` then "
+        "`REBUILD_DAILY`; for the coarse customer grouping `REBUILD_COARSE_DAILY` then `REBUILD_MONTHLY`; one "
+        "grouping a session, two at a time), as `cg-ledger rebuild-rollups` does after a DIMENSIONS change; then "
+        "VACUUM ANALYZE. Same "
         f"method as above: {REQUESTS} sequential requests per row after {WARMUP} warm-up ones, 30 days with both "
         "ends off the hour. Before timing, each request's groups (events, cost, input tokens, unpriced events) and "
         "totals were checked equal to a plain aggregation of usage_events over the same range and filters "
@@ -690,36 +706,41 @@ def _dimensions_markdown(result: dict[str, Any], millions: float) -> list[str]:
         lines.append(_dimension_size_row(f"`{table}`, all", figures["rows"], figures["total_bytes"], millions))
         for name, grouping in figures["groupings"].items():
             lines.append(_dimension_size_row(f"… `{name}`", grouping["rows"], grouping["bytes"], millions))
-    hourly = result["sizes"]["dimension_rollups"]["usage_rollup_dimension_hourly"]["groupings"]
-    biggest, most = max(hourly.items(), key=lambda item: item[1]["rows"])
-    heap = result["sizes"]["heap_bytes"]
+    coarse = {
+        table: figures["groupings"].get(name, {"rows": 0, "bytes": 0})
+        for table, figures in result["sizes"]["dimension_rollups"].items()
+        for name in COARSE
+    }
+    kept = sum(grouping["bytes"] for grouping in coarse.values())
     lines += [
         "",
         "Sizes include the tables' indexes (`pg_total_relation_size`); a grouping's share is the table's size in "
         "proportion to its rows' bytes (`pg_column_size`). Built by a rebuild, so packed at the tables' fillfactor "
-        "(80); a table the ledger grows batch by batch holds the same rows. The hourly roll-up of "
-        f"`{biggest}` holds {most['rows']:,} rows for {result['rows']:,} events ({result['rows'] / most['rows']:.1f} "
-        f"events a row), {most['bytes'] / 1024**2:,.0f} MiB, {most['bytes'] / heap:.0%} of usage_events' own heap: "
-        "an hourly tier for a dimension with thousands of values sums almost nothing.",
+        f"(80); a table the ledger grows batch by batch holds the same rows. `{', '.join(sorted(COARSE))}` is coarse "
+        f"(no hourly rows): {kept / 1024**2:,.0f} MiB of roll-ups in all, where its hourly roll-up alone held "
+        f"{BEFORE_HOURLY_ROWS:,} rows, {BEFORE_HOURLY_MIB:,} MiB, before the coarse tier ({BEFORE}).",
         "",
         CUSTOMER_ANALYSIS,
     ]
     return lines
 
 
-# Measured once on this data (EXPLAIN (ANALYZE, BUFFERS) of the request's SQL, commit 0dba7f2); kept here so that
-# every run of this section says why the customer request is slow.
+# The same benchmark before the coarse tier, on this machine; kept so that every run shows what it replaced.
+BEFORE = "run of 2026-12-05 13:29 UTC, commit 174a275"
+BEFORE_HOURLY_ROWS = 4_928_544
+BEFORE_HOURLY_MIB = 1_916
+# Measured once on this data (EXPLAIN (ANALYZE, BUFFERS) of the request's SQL, commit 263a175); kept here so that
+# every run of this section says where the customer request's time goes.
 CUSTOMER_ANALYSIS = (
-    "**Why `group_by=attributes.customer` is slow** (EXPLAIN (ANALYZE, BUFFERS) of its SQL on this data, "
-    "2026-12-05, commit 0dba7f2, 137 ms): it sums ~202,000 rows into 5,000 groups: 144,984 daily rows (29 whole "
-    "days × nearly every customer, active every day), 52,364 hourly rows (the 23 whole hours at the range's two "
-    "edges × ~2,300 customers an hour) and ~4,600 records of the two partial hours. Reading the daily arm took ~55 ms "
-    "(a sequential scan of the grouping's rows; an index range scan instead measured the same), the hash "
-    "aggregation ~53 ms. Parallel aggregation (2 workers, forced) was slower on these 2 cores (246 ms for the daily "
-    "arm alone). The api adds ~50 ms on top (request p50 minus SQL p50) to build and serialise 5,000 groups, about "
-    "1 MB of JSON. Such a query costs O(values × days) roll-up rows whatever the index; under 50 ms needs fewer rows "
-    "(a coarser tier, weekly or monthly sums, for high-cardinality groupings; or a top-N answer with the rest summed) "
-    "and a cheaper response path, not a different index."
+    "**Where `group_by=attributes.customer` spends its time.** Before the coarse tier "
+    f"({BEFORE}) it took 260.3 ms at p95, 129.2 ms of it SQL: ~202,000 roll-up rows (29 days and 23 edge hours × "
+    "the customers) and ~50 ms of the api building 5,000 pydantic groups. Now the body is written with orjson "
+    "(`summary_json`), and the SQL reads signed parts (`coarse_spans`): on this data at 15:24 UTC (EXPLAIN ANALYZE, "
+    "2026-12-05, 63 ms), 10,000 monthly rows (November and December, +1), 24,992 daily rows (November 1–5, −1), "
+    "39,844 records (the 8.6 hours of the first day inside the range) and 1,342 records (December 5 after `until`, "
+    "−1); reading them took ~31 ms, summing 76,178 rows into 5,000 groups ~27 ms. The records of the first, "
+    "partial day are the largest part and depend on the hour: a range starting at 12:00 UTC reads 12 hours of "
+    "records, one starting near midnight almost none."
 )
 
 

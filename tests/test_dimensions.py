@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -15,13 +15,17 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from psycopg.rows import dict_row
 from pydantic import ValidationError
 
-from cg_api.summary_repo import Filters, Plan, RolledUp
+from cg_api.coarse_spans import cut
+from cg_api.summary_repo import Filters, Plan, RolledUp, rolled_up, summarize
+from cg_common.db import open_pool
 from cg_common.dimensions import DimensionSettings, Grouping
 from cg_common.settings import describe_error
+from cg_ledger.dimension_rollups import bring_list_to, rebuild
 from tests.support.keys import fake_openai_key
-from tests.support.usage_rows import UsageRow, fold, insert_usage, record, roll_up
+from tests.support.usage_rows import DEFAULT_GROUPINGS, UsageRow, fold, insert_usage, record, roll_up
 from tests.test_usage_queries import walk
 
 START = datetime(2026, 5, 30, 22, tzinfo=UTC)  # three days across a month's end
@@ -106,8 +110,18 @@ MOMENTS = st.builds(
 )
 
 
+# Over six weeks: whole months and days around the clock, for the coarse grouping's months.
+WEEKS = st.builds(
+    lambda hours, seconds: START + timedelta(hours=hours, seconds=seconds),
+    st.integers(0, 24 * 42),
+    st.sampled_from([0, 0, 1, 1799, 3599]),
+)
+
+
 @st.composite
-def usage_rows(draw: st.DrawFn, keys: list[int | None]) -> list[UsageRow]:
+def usage_rows(
+    draw: st.DrawFn, keys: list[int | None], moments: st.SearchStrategy[datetime] = MOMENTS
+) -> list[UsageRow]:
     rows = []
     for n in range(draw(st.integers(1, 40))):
         attributes = {
@@ -117,7 +131,7 @@ def usage_rows(draw: st.DrawFn, keys: list[int | None]) -> list[UsageRow]:
             attributes["note"] = "not a dimension"
         rows.append(
             UsageRow(
-                occurred_at=draw(MOMENTS),
+                occurred_at=draw(moments),
                 event_id=f"e{n}",
                 key_id=draw(st.sampled_from(keys)),
                 **{member: draw(st.sampled_from(values)) for member, values in BASE.items()},
@@ -174,6 +188,53 @@ async def test_summary_and_data_equal_the_events_for_any_selection(
         ids = await walk(api, {**window, **filters, "limit": data.draw(st.integers(1, 9))})
         assert len(ids) == len(set(ids))
         assert sorted(ids) == sorted(ids_of(db, chosen)), (filters, since, until)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+async def test_a_coarse_grouping_equals_the_events_whatever_the_clock(
+    database_url: str, db: psycopg.Connection[Any], keys: list[int | None], data: st.DataObject
+) -> None:
+    """`attributes.customer` is coarse (daily and monthly roll-ups only): with the clock anywhere around the events,
+    the summary picks months minus days, days, and edge days from the records or as the day minus the records
+    outside, and still equals the events."""
+    assert any(g.coarse and g.name == "attributes.customer" for g in DEFAULT_GROUPINGS)
+    db.execute("SELECT clear_usage()")
+    db.commit()
+    rows = data.draw(usage_rows(keys, WEEKS))
+    split = data.draw(st.integers(0, len(rows)))
+    insert_usage(db, rows[:split])
+    fold(db)
+    record(db, rows[split:])
+    async with await psycopg.AsyncConnection.connect(database_url, row_factory=dict_row) as conn:
+        rolled = await rolled_up(conn, one_snapshot=False)
+        for _ in range(3):
+            group_by = data.draw(st.sampled_from([["attributes.customer"], ["day", "attributes.customer"]]))
+            customer = data.draw(st.sampled_from([None, *VALUES["customer"]]))
+            filters = {} if customer is None else {"attributes.customer": customer}
+            since, until, now = [*sorted([data.draw(WEEKS), data.draw(WEEKS)]), data.draw(WEEKS)]
+            chosen = [r for r in rows if since <= r.occurred_at < until and matches(r, filters)]
+            found = await summarize(
+                conn,
+                since=since,
+                until=until,
+                group_by=tuple(group_by),
+                filters=Filters(attributes=tuple((k.removeprefix("attributes."), v) for k, v in filters.items())),
+                rolled=rolled,
+                now=now,
+            )
+            summed = {
+                tuple(_plain(row[f"grp{n}"]) for n in range(len(group_by))): {
+                    **{name: int(row[name]) for name in FIGURES},
+                    "cost": Decimal(row["cost"]),
+                }
+                for row in found
+            }
+            assert summed == expected(chosen, group_by), (group_by, filters, since, until, now)
+
+
+def _plain(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, date) else value
 
 
 def ids_of(db: psycopg.Connection[Any], rows: list[UsageRow]) -> list[int]:
@@ -292,3 +353,50 @@ def test_the_default_groupings() -> None:
         "attributes.team+model",
     ]
     assert Grouping.parse("model+attributes.team") == Grouping("attributes.team", "model")
+
+
+def test_a_coarse_range_ending_now_reads_months_and_few_records() -> None:
+    """The benchmark's request: 30 days ending 17 minutes ago, both ends off the hour."""
+    until = datetime(2026, 12, 5, 15, 23, 37, tzinfo=UTC)
+    parts = cut(until - timedelta(days=30), until, now=until + timedelta(minutes=17, seconds=23))
+    assert parts.months == {date(2026, 11, 1): 1, date(2026, 12, 1): 1}
+    assert parts.days == {
+        **{date(2026, 11, n): -1 for n in range(1, 6)},  # November minus its first five days
+        **{date(2026, 12, n): -1 for n in range(6, 32)},  # December minus the days to come (no rows yet)
+    }
+    assert parts.records == [
+        (until - timedelta(days=30), datetime(2026, 11, 6, tzinfo=UTC), 1),  # 8.6 hours inside, 15.4 outside
+        (until, datetime(2026, 12, 6, tzinfo=UTC), -1),  # December 5 minus what came after `until`
+    ]
+
+
+async def test_turning_a_dimension_coarse_and_back_sums_it_again(
+    database_url: str, db: psycopg.Connection[Any], keys: list[int | None]
+) -> None:
+    """DIMENSION_COARSE changed on a database holding usage: the grouping is incomplete (the api reads the records)
+    until its rebuild, which leaves it in its new tiers only: hours and days, or days and months."""
+    db.execute("SELECT clear_usage()")
+    db.commit()
+    insert_usage(db, [UsageRow(START + timedelta(days=n), attributes={"customer": f"c{n % 3}"}) for n in range(40)])
+    fold(db)
+    customer = "attributes.customer"
+    pool = await open_pool(database_url, max_size=1)
+    try:
+        for coarse, tiers in ((False, {"hourly", "daily"}), (True, {"daily", "monthly"})):
+            groupings = [
+                Grouping(g.first, g.second, coarse if g.name == customer else g.coarse) for g in DEFAULT_GROUPINGS
+            ]
+            async with pool.connection() as conn:
+                changes = await bring_list_to(conn, groupings)
+                assert (changes.retiered, changes.incomplete) == ([customer], [customer])
+                assert customer not in (await rolled_up(conn, one_snapshot=False)).complete
+            assert await rebuild(pool) == [customer]
+            for tier in ("hourly", "daily", "monthly"):
+                events = db.execute(
+                    f"SELECT sum(events) FROM usage_rollup_dimension_{tier} WHERE grouping = %s",  # noqa: S608
+                    (customer,),
+                ).fetchone()
+                assert events == ((40,) if tier in tiers else (None,)), tier
+            db.commit()
+    finally:
+        await pool.close()

@@ -8,7 +8,7 @@ which lets a query that groups by one and filters by the other (or groups by bot
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pydantic import field_validator, model_validator
 
@@ -20,6 +20,8 @@ ATTRIBUTE_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")  # as in usage events' `
 PAIR_JOINER = "+"
 DEFAULT_DIMENSIONS = ("team", "project", "customer", "feature")
 DEFAULT_PAIRS = ("attributes.team+attributes.project", "attributes.team+model")
+# Dimensions with thousands of values, rolled up per day and month only (an hourly row would hold ~2 events).
+DEFAULT_COARSE = ("customer",)
 
 
 def is_dimension_member(member: str) -> bool:
@@ -42,10 +44,12 @@ def check_member(member: str) -> str:
 
 @dataclass(frozen=True, order=True)
 class Grouping:
-    """One dimension (`second` None), or a pair whose first member is a dimension."""
+    """One dimension (`second` None), or a pair whose first member is a dimension. `coarse`: rolled up per day and
+    month, not per hour (a dimension of high cardinality)."""
 
     first: str
     second: str | None = None
+    coarse: bool = field(default=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -70,13 +74,17 @@ class Grouping:
 
 
 class DimensionSettings(ServiceSettings):
-    """DIMENSIONS and DIMENSION_PAIRS (the ledger's), checked together: every pair is made of dimensions and the
-    record's own columns."""
+    """DIMENSIONS, DIMENSION_PAIRS and DIMENSION_COARSE (the ledger's), checked together: every pair is made of
+    dimensions and the record's own columns. A DIMENSION_COARSE name not in DIMENSIONS has no effect (so that
+    DIMENSIONS alone can be emptied)."""
 
     dimensions: CommaList = DEFAULT_DIMENSIONS
     dimension_pairs: CommaList = DEFAULT_PAIRS
+    dimension_coarse: CommaList = DEFAULT_COARSE
 
-    _split_dimensions = field_validator("dimensions", "dimension_pairs", mode="before")(split_commas)
+    _split_dimensions = field_validator("dimensions", "dimension_pairs", "dimension_coarse", mode="before")(
+        split_commas
+    )
 
     @field_validator("dimensions")
     @classmethod
@@ -105,4 +113,6 @@ class DimensionSettings(ServiceSettings):
     def groupings(self) -> list[Grouping]:
         """Each dimension alone, then the pairs; a pair whose members are not all dimensions any more is dropped
         by the validation above, never silently."""
-        return [Grouping(ATTRIBUTE_PREFIX + name) for name in self.dimensions] + self.pairs()
+        coarse = set(self.dimension_coarse)
+        singles = [Grouping(ATTRIBUTE_PREFIX + name, coarse=name in coarse) for name in self.dimensions]
+        return singles + self.pairs()

@@ -66,6 +66,12 @@ TABLES = (
         "usage_rollup_dimension_daily", "ledger", "usage summed per UTC day and dimension grouping value", {"api": ()}
     ),
     Table(
+        "usage_rollup_dimension_monthly",
+        "ledger",
+        "usage summed per UTC month and value of a coarse dimension grouping",
+        {"api": ()},
+    ),
+    Table(
         "usage_rollup_dimension_pending",
         "ledger",
         "dimension roll-up sums of committed batches not folded in yet",

@@ -10,17 +10,19 @@ instead of millions.
 Which roll-ups: key, source, provider and model are in every row of usage_rollup_*; a dimension (`attributes.team`)
 is in the dimension roll-ups of a grouping that holds it (alone, or paired with what the query also groups or
 filters by). A query no complete grouping covers is summed from usage_events over the whole range: exact, slower.
+A coarse grouping (daily and monthly roll-ups, no hourly one) is read as signed parts instead (`coarse_spans`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 from psycopg import sql
 from psycopg.pq import TransactionStatus
 
+from cg_api import coarse_spans
 from cg_api.buckets import DAY, EARLIEST_BUCKET, HOUR, LATEST_BUCKET, ceil, floor
 from cg_common.db import Connection
 from cg_common.dimensions import Grouping, attribute_of, is_dimension_member
@@ -33,6 +35,14 @@ _RECORD_FIGURES = sql.SQL(
     """1 AS events, requests, input_tokens, cached_input_tokens, output_tokens, coalesce(cost, 0) AS cost,
        (cost IS NULL)::int AS unpriced_events"""
 )
+# Each figure of a roll-up row or of a record, as summed (a record is one event, its cost 0 when unpriced).
+_ROLLUP_TERMS = {name: sql.Identifier(name) for name in FIGURES}
+_RECORD_TERMS: dict[str, sql.Composable] = {
+    **_ROLLUP_TERMS,
+    "events": sql.SQL("1"),
+    "cost": sql.SQL("coalesce(cost, 0)"),
+    "unpriced_events": sql.SQL("(cost IS NULL)::int"),
+}
 Kind = Literal["base", "dimension", "records"]
 _TABLES: dict[Kind, tuple[str, str, str]] = {  # daily, hourly, pending
     "base": ("usage_rollup_daily", "usage_rollup_hourly", "usage_rollup_pending"),
@@ -74,6 +84,11 @@ class RolledUp:
     complete: frozenset[str] = frozenset()
 
     @property
+    def hourly(self) -> frozenset[str]:
+        """The complete groupings with an hourly roll-up (not coarse): what GET /data may look hours up in."""
+        return self.complete - {g.name for g in self.groupings if g.coarse}
+
+    @property
     def dimensions(self) -> tuple[str, ...]:
         """The dimension names (`team`), from the single-dimension groupings."""
         return tuple(attribute_of(g.first) for g in self.groupings if g.second is None)
@@ -91,11 +106,12 @@ async def rolled_up(conn: Connection, *, one_snapshot: bool = True) -> RolledUp:
     if one_snapshot and conn.info.transaction_status == TransactionStatus.IDLE:
         await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
     cursor = await conn.execute(
-        "SELECT first_member, second_member, grouping, complete FROM usage_rollup_groupings ORDER BY grouping"
+        """SELECT first_member, second_member, coarse, grouping, complete FROM usage_rollup_groupings
+           ORDER BY grouping"""
     )
     rows = await cursor.fetchall()
     return RolledUp(
-        tuple(Grouping(row["first_member"], row["second_member"]) for row in rows),
+        tuple(Grouping(row["first_member"], row["second_member"], row["coarse"]) for row in rows),
         frozenset(row["grouping"] for row in rows if row["complete"]),
     )
 
@@ -162,19 +178,32 @@ async def summarize(
     group_by: tuple[str, ...],
     filters: Filters = Filters(),
     rolled: RolledUp = RolledUp(),
+    now: datetime | None = None,
 ) -> list[dict[str, Any]]:
     """One row per group (`grp0`, and `grp1` for a second grouping) with the figures summed over [since, until) of
     the usage `filters` selects; where a grouping is `key`, with the key's label, prefix and last4 when the key is
-    stored (still there after DELETE /keys, which keeps the row)."""
+    stored (still there after DELETE /keys, which keeps the row). `now` only steers a coarse grouping's choice of
+    parts (default: the clock)."""
     plan = Plan.choose(group_by, filters, rolled)
-    spans = split_range(since, until) if plan.kind != "records" else Spans(raw=_non_empty([(since, until)]))
-    arms, params = _arms(spans, plan, group_by, filters)
+    signed = plan.grouping is not None and plan.grouping.coarse
+    if signed:
+        parts = coarse_spans.cut(since, until, now or datetime.now(UTC), months="day" not in group_by)
+        arms, params = _coarse_arms(parts, plan, group_by, filters)
+    else:
+        spans = split_range(since, until) if plan.kind != "records" else Spans(raw=_non_empty([(since, until)]))
+        arms, params = _arms(spans, plan, group_by, filters)
     if not arms:
         return []
     groups = sql.SQL(", ").join(sql.Identifier(f"grp{n}") for n in range(len(group_by)))
-    sums = sql.SQL(", ").join(sql.SQL("sum({0}) AS {0}").format(sql.Identifier(f)) for f in FIGURES)
-    grouped = sql.SQL("SELECT {}, {} FROM ({}) AS parts GROUP BY {}").format(
-        groups, sums, sql.SQL(" UNION ALL ").join(arms), groups
+    # Counts come back as bigint, not numeric: thousands of groups decode as ints, not Decimals.
+    sums = sql.SQL(", ").join(
+        sql.SQL("sum({0}) AS {0}" if f == "cost" else "sum({0})::bigint AS {0}").format(sql.Identifier(f))
+        for f in FIGURES
+    )
+    # Signed parts: a value whose parts cancel out had no usage in the range.
+    having = sql.SQL(" HAVING sum(events) <> 0") if signed else sql.SQL("")
+    grouped = sql.SQL("SELECT {}, {} FROM ({}) AS parts GROUP BY {}{}").format(
+        groups, sums, sql.SQL(" UNION ALL ").join(arms), groups, having
     )
     # Days in order first (a time series per value), else the biggest spend first.
     order: list[sql.Composable] = [
@@ -243,6 +272,87 @@ def _arms(
     for start, end in spans.raw:
         arm("usage_events", utc_day.format(sql.Identifier("occurred_at")), start, end)
     return arms, params
+
+
+def _coarse_arms(
+    parts: coarse_spans.SignedParts, plan: Plan, group_by: tuple[str, ...], filters: Filters
+) -> tuple[list[sql.Composable], list[Any]]:
+    """The SELECTs of a coarse grouping's signed parts: month and day rows by index (`bucket = ANY`, one SELECT per
+    coefficient, mostly +1 and -1), pending sums joined to their days' coefficients, and records over each signed
+    range."""
+    assert plan.grouping is not None  # noqa: S101 - a dimension plan has its grouping
+    grouping = plan.grouping.name
+    arms: list[sql.Composable] = []
+    params: list[Any] = []
+    wanted = filters.by_member()
+
+    def arm(
+        records: bool,
+        source: sql.Composable,
+        within: tuple[sql.Composable, list[Any]],
+        day_of: sql.Composable,
+        scale: int | None,
+        source_params: tuple[Any, ...] = (),
+    ) -> None:
+        """One SELECT from `source`, rows `within` a time condition; `scale` None: each row's `c.coef`."""
+        groups = [
+            sql.SQL("{} AS {}").format(
+                day_of if member == "day" else plan.expression(member, records=records), sql.Identifier(f"grp{n}")
+            )
+            for n, member in enumerate(group_by)
+        ]
+        terms = _RECORD_TERMS if records else _ROLLUP_TERMS
+        figures = [sql.SQL("{} AS {}").format(_scaled(terms[name], scale), sql.Identifier(name)) for name in FIGURES]
+        conditions, values = [within[0]], list(within[1])
+        if not records:
+            conditions.append(sql.SQL("t.grouping = %s"))
+            values.append(grouping)
+        for member, value in wanted.items():
+            conditions.append(sql.SQL("{} = %s").format(plan.expression(member, records=records)))
+            values.append(str(value))
+        arms.append(
+            sql.SQL("SELECT {} FROM {} WHERE {}").format(
+                sql.SQL(", ").join(groups + figures), source, sql.SQL(" AND ").join(conditions)
+            )
+        )
+        params.extend([*source_params, *values])
+
+    bucket = sql.SQL("t.bucket")
+    for table, coefficients in (
+        ("usage_rollup_dimension_monthly", parts.months),
+        ("usage_rollup_dimension_daily", parts.days),
+    ):
+        for coefficient in sorted(set(coefficients.values())):
+            buckets = sorted(day for day, n in coefficients.items() if n == coefficient)
+            source = sql.SQL("{} AS t").format(sql.Identifier(table))
+            arm(False, source, (sql.SQL("t.bucket = ANY(%s::date[])"), [buckets]), bucket, coefficient)
+    pending = parts.pending_days()
+    if pending:
+        day = sql.SQL("(t.bucket AT TIME ZONE 'UTC')::date")
+        source = sql.SQL(
+            "usage_rollup_dimension_pending AS t JOIN unnest(%s::date[], %s::int[]) AS c(day, coef) ON c.day = {}"
+        ).format(day)
+        within = (sql.SQL("t.bucket >= %s AND t.bucket < %s"), [_midnight(min(pending)), _midnight(max(pending)) + DAY])
+        arm(False, source, within, day, None, (list(pending), list(pending.values())))
+    for start, end, sign in parts.records:
+        within = (sql.SQL("occurred_at >= %s AND occurred_at < %s"), [start, end])
+        arm(True, sql.SQL("usage_events"), within, sql.SQL("(occurred_at AT TIME ZONE 'UTC')::date"), sign)
+    return arms, params
+
+
+def _scaled(term: sql.Composable, scale: int | None) -> sql.Composable:
+    """A figure times its part's coefficient: as it is for +1, negated for -1 (cheaper than a numeric product)."""
+    if scale is None:
+        return sql.SQL("{} * c.coef").format(term)
+    if scale == 1:
+        return term
+    if scale == -1:
+        return sql.SQL("-{}").format(term)
+    return sql.SQL("{} * {}").format(term, sql.Literal(scale))
+
+
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
 def _non_empty(ranges: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:

@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> None:
     reprice_cmd.add_argument("--all", action="store_true", help="every row, not only the unpriced ones")
     rebuild_cmd = commands.add_parser(
         "rebuild-rollups",
-        help="bring the rolled-up groupings to DIMENSIONS and DIMENSION_PAIRS, and sum their history again",
+        help="bring the rolled-up groupings to DIMENSIONS, DIMENSION_PAIRS and DIMENSION_COARSE, and sum their "
+        "history again",
     )
     rebuild_cmd.add_argument(
         "groupings", nargs="*", help="only these, e.g. attributes.team (default: every rolled-up grouping)"

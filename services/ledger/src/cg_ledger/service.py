@@ -82,11 +82,12 @@ async def run(settings: LedgerSettings) -> None:
         await require(js, topology, needs(topology))
         async with db.connection() as conn:
             changes = await dimension_rollups.bring_list_to(conn, settings.groupings())
-        if changes.added or changes.removed:
+        if changes.added or changes.removed or changes.retiered:
             log.info(
                 "rolled-up groupings changed",
                 added=changes.added,
                 removed=changes.removed,
+                tier_changed=changes.retiered,
                 awaiting_rebuild=changes.incomplete,
             )
         spec = usage_consumer_spec(settings, topology)

@@ -53,7 +53,7 @@ async def list_usage(
         until=until,
         attributes=dimension_params.filters_of(request, rolled),
     )
-    rows = await usage_repo.page(db, where, after=after, limit=limit + 1, complete=rolled.complete)
+    rows = await usage_repo.page(db, where, after=after, limit=limit + 1, complete=rolled.hourly)
     items = [UsageRecordOut.from_row(row) for row in rows[:limit]]
     more = len(rows) > limit
     next_cursor = encode_cursor(items[-1].occurred_at, items[-1].id) if more else None

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
-from cg_api import dimension_params, source_patterns, summary_repo, usage_ingest
+from cg_api import dimension_params, source_patterns, summary_json, summary_repo, usage_ingest
 from cg_api.auth import Authenticated, PrincipalDep
 from cg_api.deps import DbDep, ResourcesDep
 from cg_api.schemas import ErrorOut
@@ -19,13 +18,10 @@ from cg_api.usage_schemas import (
     IngestAccepted,
     RolledUpGrouping,
     TextFilter,
-    UsageFigures,
-    UsageGroup,
     UsageSummary,
     UtcDatetime,
     parse_group_by,
 )
-from cg_common.crypto import mask_parts
 from cg_common.usage_event import UsageData
 
 router = APIRouter(prefix="/usage", tags=["usage"], dependencies=[Authenticated])
@@ -119,7 +115,7 @@ async def summary(
     model: TextFilter = None,
     source: TextFilter = None,
     provider: TextFilter = None,
-) -> UsageSummary:
+) -> Response:
     """Events, requests, tokens and cost per group over [since, until), with totals; exact for any range. `key_id`,
     `model`, `source`, `provider` and `attributes.<dimension>=<value>` (e.g. `attributes.team=search`) narrow it to
     the usage they name (combined, all must match)."""
@@ -144,8 +140,7 @@ async def summary(
     rows = await summary_repo.summarize(
         db, since=since, until=until, group_by=groupings, filters=filters, rolled=rolled
     )
-    groups = [_group(row, groupings) for row in rows]
-    return UsageSummary(since=since, until=until, group_by=group_by, groups=groups, totals=_totals(groups))
+    return Response(summary_json.encode(since, until, group_by, rows, groupings), media_type="application/json")
 
 
 @router.get("/dimensions", response_model=DimensionsOut)
@@ -160,31 +155,6 @@ async def dimensions(db: DbDep) -> DimensionsOut:
             for g in rolled.groupings
         ],
     )
-
-
-def _group(row: dict[str, Any], groupings: tuple[str, ...]) -> UsageGroup:
-    values = [_json_value(row[f"grp{n}"]) for n in range(len(groupings))]
-    key = {}
-    if "key" in groupings and row.get("label") is not None:
-        key = {"label": row["label"], "masked_key": mask_parts(row["prefix"], row["last4"])}
-    return UsageGroup(
-        group=values[0] if len(values) == 1 else values,
-        **{name: int(row[name]) for name in summary_repo.FIGURES if name != "cost"},
-        cost=row["cost"],
-        **key,
-    )
-
-
-def _json_value(value: object) -> int | str | None:
-    if isinstance(value, date):
-        return value.isoformat()
-    assert value is None or isinstance(value, int | str)  # noqa: S101 - the groupings are ids, text and days
-    return value
-
-
-def _totals(groups: list[UsageGroup]) -> UsageFigures:
-    figures = {name: sum(getattr(g, name) for g in groups) for name in summary_repo.FIGURES if name != "cost"}
-    return UsageFigures(**figures, cost=sum((g.cost for g in groups), Decimal(0)))
 
 
 def _days_before(moment: datetime, days: int) -> datetime:
