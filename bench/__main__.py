@@ -19,7 +19,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import admission, alert_latency, dlq, ingest, live_feed, machine, overview, probes, ratelimit, summary, wrk
+from bench import (
+    admission,
+    alert_latency,
+    dlq,
+    forecast_error,
+    ingest,
+    live_feed,
+    machine,
+    overview,
+    probes,
+    ratelimit,
+    summary,
+    wrk,
+)
 from bench.support import OtherLoad, code_version, drop_database, fresh_database, say
 from cg_common.crypto import new_master_key
 from cg_common.logging import configure_logging
@@ -114,6 +127,11 @@ def _admission(ctx: Context) -> str:
     return admission.markdown(result)
 
 
+def _forecast(_ctx: Context) -> str:
+    result = forecast_error.run()
+    return forecast_error.markdown(result)
+
+
 def _alerts(ctx: Context) -> str:
     result = alert_latency.run(ctx.stack, ctx.work_dir, ctx.env)
     _print_figures("alerts", result)
@@ -129,6 +147,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "overview": Benchmark("Dashboard overview over 10 million events", _overview),
     "live": Benchmark("Dashboard live feed while the ledger ingests at full rate", _live),
     "alerts": Benchmark("Alert latency: a threshold crossed to the webhook's arrival", _alerts),
+    "forecast": Benchmark("Budget forecast: its error on a replayed history", _forecast),
     "admission": Benchmark("Admission: admits per second and their latency", _admission),
 }
 

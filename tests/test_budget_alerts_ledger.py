@@ -18,6 +18,7 @@ import httpx
 import nats
 import psycopg
 
+from cg_common import forecast
 from cg_common.pricing import Pricer
 from cg_common.subjects import ALERT_STREAM
 from tests.support.processes import start_background, start_ledger
@@ -45,6 +46,12 @@ def make_events(now: datetime, rng: random.Random) -> list[dict[str, Any]]:
         )
         for n in range(EVENTS)
     ]
+
+
+def judged_now(budget: dict[str, Any]) -> bool:
+    current = budget["current"]
+    start, end = (datetime.fromisoformat(current[edge]) for edge in ("period_start", "period_end"))
+    return forecast.judged(start, end, datetime.now(UTC))
 
 
 async def alert_messages(nats_url: str) -> list[dict[str, Any]]:
@@ -108,7 +115,10 @@ async def test_one_alert_per_threshold_through_resends_and_a_killed_replica(
         assert killed_at < EVENTS * 0.9, f"the kill came too late to test anything: {killed_at}"
         await asyncio.to_thread(wait_until, lambda: count_rows(url) >= EVENTS, timeout=120, message="unfinished")
         expected = {"all": [50, 80, 100], "search": [50], "svc-1": [50, 80, 100, 200]}
-        alert_count = sum(len(t) for t in expected.values())
+        # Each spends half its amount or more in ten minutes of a month: each forecast crosses its amount, once,
+        # where enough of the month has passed for a forecast to be judged (not on its first day).
+        forecasting = [name for name, budget in budgets.items() if judged_now(budget)]
+        alert_count = sum(len(t) for t in expected.values()) + len(forecasting)
 
         async def published() -> int:
             return len(await alert_messages(ledger_env["NATS_URL"]))
@@ -118,7 +128,7 @@ async def test_one_alert_per_threshold_through_resends_and_a_killed_replica(
                 break
             await asyncio.sleep(0.1)
         for _ in range(100):
-            if len(receiver.delivered()) >= alert_count:
+            if len(receiver.delivered()) >= alert_count - len(forecasting):
                 break
             await asyncio.sleep(0.1)
     finally:
@@ -128,7 +138,11 @@ async def test_one_alert_per_threshold_through_resends_and_a_killed_replica(
 
     with psycopg.connect(url) as conn:
         stored = conn.execute(
-            "SELECT budget_id, threshold, count(*) FROM budget_alerts GROUP BY 1, 2 ORDER BY 1, 2"
+            """SELECT budget_id, threshold, count(*) FROM budget_alerts WHERE type = 'budget.threshold'
+               GROUP BY 1, 2 ORDER BY 1, 2"""
+        ).fetchall()
+        forecasts = conn.execute(
+            "SELECT budget_id, count(*) FROM budget_alerts WHERE type = 'budget.forecast' GROUP BY 1 ORDER BY 1"
         ).fetchall()
         unpublished = conn.execute("SELECT count(*) FROM budget_alerts WHERE published_at IS NULL").fetchone()
         for name, budget in budgets.items():
@@ -139,15 +153,19 @@ async def test_one_alert_per_threshold_through_resends_and_a_killed_replica(
     assert stored == [
         (budgets[name]["id"], threshold, 1) for name in ("all", "search", "svc-1") for threshold in expected[name]
     ]
+    assert forecasts == [(budgets[name]["id"], 1) for name in forecasting]
     assert unpublished == (0,)
     on_nats = await alert_messages(ledger_env["NATS_URL"])
     assert sorted(m["id"] for m in on_nats) == sorted({m["id"] for m in on_nats})  # each once in the stream
     assert len(on_nats) == alert_count
     listed = (await api.get("/alerts")).json()
     assert sorted(a["id"] for a in listed) == sorted(m["id"] for m in on_nats)
-    at_receiver = receiver.delivered()
-    assert {alert_id: len(requests) for alert_id, requests in at_receiver.items()} == {m["id"]: 1 for m in on_nats}
+    at_receiver = receiver.delivered()  # the webhook asked for threshold alerts only
+    thresholds = [m for m in on_nats if m["type"] == "budget.threshold"]
+    assert {alert_id: len(requests) for alert_id, requests in at_receiver.items()} == {m["id"]: 1 for m in thresholds}
+    for projected in (m for m in on_nats if m["type"] == "budget.forecast"):
+        assert Decimal(projected["forecast"]) > Decimal(projected["budget"]["amount"]) and projected["threshold"] == 100
     receiver.verify_all(hook["secret"])
-    one = next(m for m in on_nats if m["budget"]["name"] == "search")
+    one = next(m for m in thresholds if m["budget"]["name"] == "search")
     assert (one["type"], one["threshold"], one["budget"]["timezone"]) == ("budget.threshold", 50, "Europe/Berlin")
     assert Decimal(one["spent"]) >= Decimal(one["budget"]["amount"]) / 2

@@ -52,6 +52,7 @@ async def test_a_budget_is_made_read_changed_and_deleted(api: httpx.AsyncClient,
         "percent": 0.0,
         "forecast": "0",
         "overrun": "0",
+        "refusals": 0,
     }
     assert (await api.get(f"/budgets/{budget['id']}")).json() == budget
     assert [b["id"] for b in (await api.get("/budgets")).json()] == [budget["id"]]
@@ -166,7 +167,15 @@ async def test_an_event_a_second_either_side_of_a_dst_boundary(
                 UsageRow(occurred_at=day_end, cost=Decimal("1000")),
             ],
         )
-        budget = {"period": "day", "timezone": zone, "scope": {}, "amount": Decimal(500)}
+        budget = {
+            "id": 0,
+            "definition": 1,
+            "opening_period_start": datetime(2026, 1, 1, tzinfo=UTC),
+            "period": "day",
+            "timezone": zone,
+            "scope": {},
+            "amount": Decimal(500),
+        }
         async with await psycopg.AsyncConnection.connect(database_url, row_factory=dict_row) as conn:
             rolled = await summary_repo.rolled_up(conn)
             seen = {

@@ -57,7 +57,7 @@ async def test_budgets_are_made_shown_changed_and_deleted(api_env: dict[str, str
                     conn, [UsageRow(occurred_at=datetime.now(UTC), attributes={"team": "search"}, cost=Decimal(10))]
                 )
             alerts = (await browser.get("/dashboard/alerts", params={"budget_id": budget["id"]})).text
-            assert alerts.count("data-alert-id=") == 1
+            assert alerts.count('data-alert-id="budget.threshold:') == 1
             assert '<span class="badge warn">50%</span>' in alerts
             assert "search team" in alerts
 

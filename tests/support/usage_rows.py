@@ -18,7 +18,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from cg_common.dimensions import DimensionSettings, Grouping
-from cg_ledger import budget_spend
+from cg_ledger import budget_forecast, budget_spend
 from cg_ledger.dimension_rollups import bring_list_to
 from cg_ledger.store import CREATE_STAGING, FOLD_DIMENSION_PENDING, FOLD_PENDING, RECORD_STAGED, STAGING_COLUMNS
 
@@ -50,8 +50,8 @@ def insert_usage(conn: psycopg.Connection[Any], rows: Iterable[UsageRow]) -> lis
 
 
 def record(conn: psycopg.Connection[Any], rows: Sequence[UsageRow]) -> dict[tuple[str, str], int]:
-    """Record the rows as one ledger batch, budgets' spend included; the (source, event id) of each row stored now,
-    with its id (a row recorded before, or twice in `rows`, is stored once)."""
+    """Record the rows as one ledger batch, budgets' spend and alerts included; the (source, event id) of each row
+    stored now, with its id (a row recorded before, or twice in `rows`, is stored once)."""
     with conn.transaction():
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS " + CREATE_STAGING.split("CREATE TEMP TABLE ", 1)[1])
         with conn.cursor().copy(f"COPY usage_staging ({STAGING_COLUMNS}) FROM STDIN") as copy:
@@ -62,7 +62,15 @@ def record(conn: psycopg.Connection[Any], rows: Sequence[UsageRow]) -> dict[tupl
         conn.execute("TRUNCATE usage_staging")
         costs = {(row.source, row.event_id): row.cost or Decimal(0) for row in rows}
         ids = [int(r[0]) for r in inserted]
-        conn.execute(budget_spend.APPLY, {"ids": ids, "added": [costs[(r[2], r[3])] for r in inserted]})
+        decided = conn.execute(
+            budget_spend.APPLY, {"ids": ids, "added": [costs[(r[2], r[3])] for r in inserted]}
+        ).fetchall()
+        grown = [(row[1], row[2]) for row in decided if row[0] is None]
+        if grown:  # as budget_spend.apply does: the current periods that grew have their forecast judged
+            conn.execute(
+                budget_forecast.JUDGE,
+                {"budgets": [b for b, _ in grown], "definitions": [d for _, d in grown]},
+            )
     return {(r[2], r[3]): int(r[0]) for r in inserted}  # RETURNING id, recorded_at, source, event_id, …
 
 

@@ -106,6 +106,12 @@ TABLES = (
         },
     ),
     Table("budget_spend", "ledger", "each budget's spend per period, kept with the usage it counts", {"api": ()}),
+    Table(
+        "budget_spend_hourly",
+        "ledger",
+        "each budget's spend per hour, for the recent burn rate its forecast rests on",
+        {"api": ()},
+    ),
     Table("budget_alerts", "ledger", "every budget alert, once per budget, period, kind and threshold", {"api": ()}),
     Table(
         "webhooks",

@@ -2,14 +2,13 @@
 
 `spent` is the summary of the usage the scope covers over the period's [start, end) in the budget's time zone: the
 roll-ups plus the partial hours, exact to the event, late events in their own period, re-sent ones once, repriced
-ones at their new price. `forecast` adds to it the recent burn rate times the time left: the cost of the last 24 hours
-of the period (or of all of it, when less has passed) per second, times the seconds until the period ends. It
-reacts within a day to a change of pace, and a quiet start of a period does not hide a busy end.
+ones at their new price. `forecast` is cg_common.forecast's projection (the recent burn rate carried to the period's
+end) from the hourly spend the ledger keeps, the same the ledger's forecast alerts judge.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -17,11 +16,10 @@ from zoneinfo import ZoneInfo
 from cg_api import admission_repo, summary_repo
 from cg_api.budget_periods import Window, window_at
 from cg_api.budget_schemas import CurrentPeriod
+from cg_common import forecast
 from cg_common.db import Connection
 
-RECENT = timedelta(hours=24)
 CENTS = Decimal("0.01")
-STORED_PLACES = Decimal("1e-12")  # numeric(30, 12), as every stored cost
 
 
 def scope_filters(scope: dict[str, Any]) -> summary_repo.Filters:
@@ -68,26 +66,24 @@ async def current_period(
         reserved=reserved,
         remaining=max(amount - spent - reserved, Decimal(0)),
         percent=float((spent / amount * 100).quantize(CENTS)),
-        forecast=await _forecast(conn, window, spent, now, filters, rolled),
+        forecast=await _forecast(conn, budget, window, spent, now),
         overrun=await admission_repo.overrun(conn, budget["id"], window.start),
         refusals=int(held["refusals"]) if held else 0,
     )
 
 
-async def _forecast(
-    conn: Connection,
-    window: Window,
-    spent: Decimal,
-    now: datetime,
-    filters: summary_repo.Filters,
-    rolled: summary_repo.RolledUp,
-) -> Decimal:
+async def _forecast(conn: Connection, budget: dict[str, Any], window: Window, spent: Decimal, now: datetime) -> Decimal:
+    """cg_common.forecast's projection, from the hourly spend the ledger keeps (as its forecast alerts do)."""
     if now <= window.start or now >= window.end:
         return spent
-    recent_start = max(window.start, now - RECENT)
-    recent = await _cost(conn, recent_start, now, filters, rolled)
-    per_second = recent / Decimal((now - recent_start).total_seconds())
-    return (spent + per_second * Decimal((window.end - now).total_seconds())).quantize(STORED_PLACES)
+    since = forecast.recent_start(window.start, window.end, budget["opening_period_start"], now)
+    cursor = await conn.execute(
+        """SELECT coalesce(sum(spent), 0) AS recent FROM budget_spend_hourly
+           WHERE budget_id = %s AND definition = %s AND hour >= %s""",
+        (budget["id"], budget["definition"], since),
+    )
+    row = await cursor.fetchone()
+    return forecast.project(spent, Decimal(row["recent"]) if row else Decimal(0), since, now, window.end)
 
 
 async def _cost(

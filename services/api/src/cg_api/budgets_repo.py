@@ -8,7 +8,10 @@ from psycopg.types.json import Jsonb
 
 from cg_common.db import Connection
 
-COLUMNS = "id, name, amount, period, timezone, scope, thresholds, hard, created_at, updated_at"
+COLUMNS = (
+    "id, name, amount, period, timezone, scope, thresholds, hard, definition, opening_period_start, created_at, "
+    "updated_at"
+)
 EDITABLE = ("name", "amount", "period", "timezone", "scope", "thresholds", "hard")
 # What the spend is counted under: changing one starts a new definition, whose spend the ledger sums afresh.
 COUNTED_UNDER = ("period", "timezone", "scope")

@@ -26,7 +26,7 @@ log = get_logger(__name__)
 
 BATCH = 200
 PENDING = """
-SELECT a.id, a.type, a.threshold, a.period_start, a.period_end, a.spent, a.occurred_at,
+SELECT a.id, a.type, a.threshold, a.period_start, a.period_end, a.spent, a.forecast, a.occurred_at,
        b.id AS budget_id, b.name, b.amount, b.period, b.timezone, b.scope
 FROM budget_alerts a JOIN budgets b ON b.id = a.budget_id
 WHERE a.published_at IS NULL AND (%(ids)s::text[] IS NULL OR a.id = ANY(%(ids)s))
@@ -53,7 +53,7 @@ def alert_message(row: dict[str, Any]) -> Outgoing:
         "period_start": row["period_start"],
         "period_end": row["period_end"],
         "spent": money_text(row["spent"]),
-        "forecast": None,
+        "forecast": None if row["forecast"] is None else money_text(row["forecast"]),
         "occurred_at": row["occurred_at"],
     }
     return Outgoing(ALERT_BUDGET, orjson.dumps(body, option=orjson.OPT_UTC_Z), row["id"])

@@ -46,7 +46,7 @@ async def list_alerts(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AlertOut]:
     cursor = await db.execute(
-        """SELECT a.id, a.type, a.threshold, a.period_start, a.period_end, a.spent, a.occurred_at,
+        """SELECT a.id, a.type, a.threshold, a.period_start, a.period_end, a.spent, a.forecast, a.occurred_at,
                   b.id AS budget_id, b.name, b.amount, b.period, b.timezone, b.scope
            FROM budget_alerts a JOIN budgets b ON b.id = a.budget_id
            WHERE (%(budget)s::bigint IS NULL OR a.budget_id = %(budget)s)
