@@ -41,6 +41,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import StreamConfig
 from nats.js.errors import NotFoundError
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 from bench import profile, summary
 from bench.support import CpuMeter, drop_database, fake_keys, fmt_cpu, fresh_database, per_thousand, say, store_keys
@@ -82,6 +83,8 @@ CORES = os.cpu_count() or 1
 # `BENCH_INGEST_ONLY=dimensions`: run only the dimensions comparison (for iterating on it; `make bench` runs all).
 ONLY_ENV = "BENCH_INGEST_ONLY"
 DIMENSION_TARGET = 0.90
+BUDGETS = 1000
+BUDGET_TARGET = 0.80
 # The consumer the ledger runs, exactly: its defaults, whatever they become (no environment is read here).
 LEDGER_SPEC = usage_consumer_spec(
     LedgerSettings.model_construct(nats_url="nats://-", database_url="postgresql://-", redis_url="redis://-"),
@@ -123,6 +126,9 @@ def run(
         if os.environ.get(ONLY_ENV) == "dimensions":
             say(NAME, f"{ONLY_ENV}=dimensions: only the dimensions comparison (its section shows nothing else)")
             return {**result, "dimensions": dimension_runs(stack, servers, work_dir, keys_to_store, fingerprints, rng)}
+        if os.environ.get(ONLY_ENV) == "budgets":
+            say(NAME, f"{ONLY_ENV}=budgets: only the budgets comparison (its section shows nothing else)")
+            return {**result, "budgets": budget_runs(stack, servers, work_dir, keys_to_store, fingerprints, rng)}
         events = make_events(EVENTS, rng, fingerprints, LIVE_SPAN)
         payloads = [json.dumps(e).encode() for e in events]
         say(NAME, f"{EVENTS:,} events made ({sum(map(len, payloads)) / EVENTS:.0f} bytes each); publishing")
@@ -156,6 +162,7 @@ def run(
         asyncio.run(publish_backlog(servers, backfill, [json.dumps(e).encode() for e in backfill]))
         result["backfill"] = _ledger_runs(stack, servers, work_dir, keys_to_store, "backfill")
         result["dimensions"] = dimension_runs(stack, servers, work_dir, keys_to_store, fingerprints, rng)
+        result["budgets"] = budget_runs(stack, servers, work_dir, keys_to_store, fingerprints, rng)
     copy_rate = result["copy"]["usage_events"]["rate"]
     # The ledger's rate as a share of the slower baseline (target ≥ 50%), with the consume baseline read both ways:
     # nats-py's own fetch, and the ledger's own lean consume path.
@@ -227,6 +234,81 @@ def dimension_runs(
     ratio = medians["with"]["rate"] / medians["without"]["rate"]
     say(NAME, f"dimensions: with/without {ratio:.1%}")
     return {**medians, "ratio": ratio}
+
+
+def budget_runs(
+    stack: Stack,
+    servers: Servers,
+    work_dir: Path,
+    keys: tuple[str, Sequence[str]],
+    fingerprints: Sequence[str],
+    rng: random.Random,
+) -> dict[str, Any]:
+    """One ledger on the live backlog with the four dimensions, the same events twice: with BUDGETS budgets defined
+    (`budget_scopes`: each event falls under about five) and with none. REPEATS runs each, interleaved; each backlog
+    published afresh before its run, outside the measured time."""
+    events = make_events(EVENTS, rng, fingerprints, LIVE_SPAN, name="budg", attributes=dimension_attributes(rng))
+    runs: dict[str, list[dict[str, Any]]] = {"with": [], "without": []}
+    for repeat in range(REPEATS):
+        for name in runs:
+            backlog = [{**event, "id": f"{name}{repeat}-{event['id']}"} for event in events]
+            asyncio.run(publish_backlog(servers, backlog, [json.dumps(e).encode() for e in backlog]))
+            setup = partial(define_budgets, len(keys[1])) if name == "with" else None
+            check = partial(_check_budgets, name == "with")
+            figures = _ledger_run(stack, servers, work_dir, 1, keys, setup=setup, check=check)
+            runs[name].append(figures)
+            say(NAME, f"budgets {name}: ledger ×1: {figures['rate']:,.0f} events/s ({figures['seconds']:.1f} s)")
+    medians = _medians(runs)
+    ratio = medians["with"]["rate"] / medians["without"]["rate"]
+    say(NAME, f"budgets: with/without {ratio:.1%}")
+    return {**medians, "ratio": ratio, "budgets": BUDGETS, "matches": _matches_per_event(events, len(keys[1]))}
+
+
+def budget_scopes(stored_keys: int) -> list[dict[str, Any]]:
+    """BUDGETS scopes spread over models, sources, stored keys and the dimensions (a team, a project, a customer):
+    an event falls under its model's, its source's, its team's and its project's, its key's when stored, and its
+    customer's for the busier customers — about five."""
+    scopes: list[dict[str, Any]] = [{"model": model} for model in MODELS]
+    scopes += [{"source": f"//service-{n}/prod"} for n in range(SOURCES)]
+    scopes += [{"key_id": n} for n in range(1, stored_keys + 1)]
+    scopes += [{"attributes": {"team": f"team-{n}"}} for n in range(summary.TEAMS)]
+    scopes += [{"attributes": {"project": f"project-{n}"}} for n in range(summary.PROJECTS)]
+    customers = BUDGETS - len(scopes)
+    return scopes + [{"attributes": {"customer": f"customer-{n}"}} for n in range(customers)]
+
+
+def define_budgets(stored_keys: int, database_url: str) -> None:
+    """The budgets as the api stores them (their spend counted from this month's start), far above what the backlog
+    spends, so that the run measures matching and counting, not alerts."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for n, scope in enumerate(budget_scopes(stored_keys)):
+            zone = "Europe/Berlin" if n % 2 else "UTC"
+            conn.execute(
+                """INSERT INTO budgets (name, amount, period, timezone, scope, thresholds, opening_period_start)
+                   VALUES (%s, 1e12, 'month', %s, %s, '{50,80,100}', date_trunc('month', now(), %s))""",
+                (f"budget-{n}", zone, Jsonb(scope), zone),
+            )
+
+
+def _matches_per_event(events: Sequence[dict[str, Any]], stored_keys: int) -> float:
+    """How many of the budgets an event falls under, on average (a stored key is any of the first fingerprints)."""
+    customers = BUDGETS - len(MODELS) - SOURCES - stored_keys - summary.TEAMS - summary.PROJECTS
+    stored = STORED_KEYS / (STORED_KEYS + UNKNOWN_KEYS)
+    customer_share = sum(
+        int(e["data"]["attributes"]["customer"].removeprefix("customer-")) < customers for e in events
+    ) / len(events)
+    return 4 + stored + customer_share
+
+
+def _check_budgets(defined: bool, database_url: str) -> None:
+    """With budgets: their spend holds every event's cost the expected number of times; without: none."""
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM budget_spend), (SELECT coalesce(sum(cost), 0) FROM usage_events)"
+        ).fetchone()
+    assert row is not None
+    if defined != bool(row[0]):
+        raise RuntimeError(f"budget spend rows after the run: {row[0]} (budgets defined: {defined})")
 
 
 def dimension_attributes(rng: random.Random) -> Callable[[int], dict[str, str]]:
@@ -652,9 +734,12 @@ def _ledger_run(
     *,
     extra_env: Mapping[str, str] | None = None,
     check: Callable[[str], None] | None = None,
+    setup: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     database_url = prepare_ledger_run(stack, servers, keys)
     try:
+        if setup is not None:
+            setup(database_url)
         spawned = time.perf_counter()
         env = {**ledger_env(stack, servers, database_url), **(extra_env or {})}
         ledgers = _start_ledgers(env, work_dir, replicas, f"x{replicas}")
@@ -827,7 +912,34 @@ def dimensions_markdown(result: dict[str, Any]) -> list[str]:
     ]
 
 
+def budgets_markdown(result: dict[str, Any]) -> list[str]:
+    budgets = result["budgets"]
+    with_, without = budgets["with"], budgets["without"]
+    verdict = "**met**" if budgets["ratio"] >= BUDGET_TARGET else "**missed**"
+
+    def rates(runs: dict[str, Any]) -> str:
+        return ", ".join(f"{rate:,.0f}" for rate in runs["rates"])
+
+    return [
+        "### With 1,000 budgets",
+        "",
+        f"One ledger, the same {EVENTS:,} events (four dimensions each) twice: with {budgets['budgets']:,} budgets "
+        f"defined (scopes over models, sources, stored keys, teams, projects and customers; an event falls under "
+        f"{budgets['matches']:.1f} of them on average; half in Europe/Berlin, half in UTC) and with none "
+        f"(`BENCH_INGEST_ONLY=budgets`). Medians of {REPEATS} interleaved runs.",
+        "",
+        "| | events/s | runs |",
+        "| --- | ---: | --- |",
+        f"| with {budgets['budgets']:,} budgets | {with_['rate']:,.0f} | {rates(with_)} |",
+        f"| no budget | {without['rate']:,.0f} | {rates(without)} |",
+        "",
+        f"With budgets: **{budgets['ratio']:.1%}** of the rate without (target ≥ {BUDGET_TARGET:.0%}), {verdict}.",
+    ]
+
+
 def markdown(result: dict[str, Any]) -> str:
+    if "ledger" not in result and "budgets" in result:  # BENCH_INGEST_ONLY=budgets
+        return "\n".join(budgets_markdown(result))
     if "ledger" not in result:  # BENCH_INGEST_ONLY=dimensions
         return "\n".join(dimensions_markdown(result))
     one, two = result["ledger"][1], result["ledger"][2]
@@ -909,6 +1021,8 @@ def markdown(result: dict[str, Any]) -> str:
         ]
     if "dimensions" in result:
         lines += ["", *dimensions_markdown(result)]
+    if "budgets" in result:
+        lines += ["", *budgets_markdown(result)]
     return "\n".join(lines)
 
 
