@@ -135,16 +135,16 @@ def clean_streams(stack: Stack) -> None:
 
 
 async def _empty_streams(nats_url: str) -> None:
-    """Consumers deleted (with what they had delivered) and streams purged, then provisioned again at the defaults."""
+    """Every stream deleted (with its consumers) and provisioned again at the defaults, the prober's bucket purged.
+    Deleted rather than purged: a purge keeps a stream's memory of message ids for its duplicate window, and tests
+    reuse ids (`copy-0`, budget 1's alerts), so a later test's messages would be dropped as re-sends."""
     nc = await nats.connect(nats_url)
     try:
         js = nc.jetstream()
         topology = topology_for({})
         await provision(js, topology)
         for spec in ALL_STREAMS:
-            for consumer in await js.consumers_info(spec.name):
-                await js.delete_consumer(spec.name, consumer.name)
-            await js.purge_stream(spec.name)
+            await js.delete_stream(spec.name)
         await js.purge_stream(topology.prober_state.stream)
         await provision(js, topology)
     finally:
