@@ -200,6 +200,44 @@ def _medians(runs: dict[K, list[dict[str, Any]]]) -> dict[K, dict[str, Any]]:
     return medians
 
 
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One side of a with/without comparison: how its events look, and how its ledger run is set up and checked."""
+
+    shape: Callable[[dict[str, Any]], dict[str, Any]] = lambda event: event
+    env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    setup: Callable[[str], None] | None = None
+    check: Callable[[str], None] | None = None
+
+
+def compare_runs(
+    stack: Stack,
+    servers: Servers,
+    work_dir: Path,
+    keys: tuple[str, Sequence[str]],
+    events: Sequence[dict[str, Any]],
+    label: str,
+    variants: Mapping[str, Variant],
+) -> dict[str, Any]:
+    """One ledger on the live backlog, the same events once per variant ("with" and "without"), REPEATS runs each,
+    interleaved; each backlog published afresh before its run (new event ids, the rest identical), outside the
+    measured time. The medians, and the ratio of "with" to "without"."""
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
+    for repeat in range(REPEATS):
+        for name, variant in variants.items():
+            backlog = [{**variant.shape(event), "id": f"{name}{repeat}-{event['id']}"} for event in events]
+            asyncio.run(publish_backlog(servers, backlog, [json.dumps(e).encode() for e in backlog]))
+            figures = _ledger_run(
+                stack, servers, work_dir, 1, keys, extra_env=variant.env, check=variant.check, setup=variant.setup
+            )
+            runs[name].append(figures)
+            say(NAME, f"{label} {name}: ledger ×1: {figures['rate']:,.0f} events/s ({figures['seconds']:.1f} s)")
+    medians = _medians(runs)
+    ratio = medians["with"]["rate"] / medians["without"]["rate"]
+    say(NAME, f"{label}: with/without {ratio:.1%}")
+    return {**medians, "ratio": ratio}
+
+
 def dimension_runs(
     stack: Stack,
     servers: Servers,
@@ -208,32 +246,21 @@ def dimension_runs(
     fingerprints: Sequence[str],
     rng: random.Random,
 ) -> dict[str, Any]:
-    """One ledger on the live backlog, the same events twice: carrying the four dimensions, with the default
-    DIMENSIONS and DIMENSION_PAIRS (six groupings rolled up), and without attributes, with DIMENSIONS and
-    DIMENSION_PAIRS empty (nothing rolled up). REPEATS runs each, interleaved; each backlog is published afresh
-    before its run (new event ids, the rest identical), outside the measured time."""
+    """The events carrying the four dimensions, with the default DIMENSIONS and DIMENSION_PAIRS (six groupings
+    rolled up), against the same without attributes, DIMENSIONS and DIMENSION_PAIRS empty (nothing rolled up)."""
     events = make_events(EVENTS, rng, fingerprints, LIVE_SPAN, name="dims", attributes=dimension_attributes(rng))
-    variants: dict[str, tuple[dict[str, str], Callable[[dict[str, Any]], dict[str, Any]]]] = {
-        "with": (
-            {"DIMENSIONS": ",".join(DEFAULT_DIMENSIONS), "DIMENSION_PAIRS": ",".join(DEFAULT_PAIRS)},
-            lambda event: event,
+    variants = {
+        "with": Variant(
+            env={"DIMENSIONS": ",".join(DEFAULT_DIMENSIONS), "DIMENSION_PAIRS": ",".join(DEFAULT_PAIRS)},
+            check=partial(_check_dimensions, True),
         ),
-        "without": ({"DIMENSIONS": "", "DIMENSION_PAIRS": ""}, _without_attributes),
+        "without": Variant(
+            shape=_without_attributes,
+            env={"DIMENSIONS": "", "DIMENSION_PAIRS": ""},
+            check=partial(_check_dimensions, False),
+        ),
     }
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
-    for repeat in range(REPEATS):
-        for name, (env, shape) in variants.items():
-            backlog = [{**shape(event), "id": f"{name}{repeat}-{event['id']}"} for event in events]
-            asyncio.run(publish_backlog(servers, backlog, [json.dumps(e).encode() for e in backlog]))
-            figures = _ledger_run(
-                stack, servers, work_dir, 1, keys, extra_env=env, check=partial(_check_dimensions, name == "with")
-            )
-            runs[name].append(figures)
-            say(NAME, f"dimensions {name}: ledger ×1: {figures['rate']:,.0f} events/s ({figures['seconds']:.1f} s)")
-    medians = _medians(runs)
-    ratio = medians["with"]["rate"] / medians["without"]["rate"]
-    say(NAME, f"dimensions: with/without {ratio:.1%}")
-    return {**medians, "ratio": ratio}
+    return compare_runs(stack, servers, work_dir, keys, events, "dimensions", variants)
 
 
 def budget_runs(
@@ -244,24 +271,15 @@ def budget_runs(
     fingerprints: Sequence[str],
     rng: random.Random,
 ) -> dict[str, Any]:
-    """One ledger on the live backlog with the four dimensions, the same events twice: with BUDGETS budgets defined
-    (`budget_scopes`: each event falls under about five) and with none. REPEATS runs each, interleaved; each backlog
-    published afresh before its run, outside the measured time."""
+    """The events with their four dimensions, with BUDGETS budgets defined (`budget_scopes`: each event falls under
+    about five) against none."""
     events = make_events(EVENTS, rng, fingerprints, LIVE_SPAN, name="budg", attributes=dimension_attributes(rng))
-    runs: dict[str, list[dict[str, Any]]] = {"with": [], "without": []}
-    for repeat in range(REPEATS):
-        for name in runs:
-            backlog = [{**event, "id": f"{name}{repeat}-{event['id']}"} for event in events]
-            asyncio.run(publish_backlog(servers, backlog, [json.dumps(e).encode() for e in backlog]))
-            setup = partial(define_budgets, len(keys[1])) if name == "with" else None
-            check = partial(_check_budgets, name == "with")
-            figures = _ledger_run(stack, servers, work_dir, 1, keys, setup=setup, check=check)
-            runs[name].append(figures)
-            say(NAME, f"budgets {name}: ledger ×1: {figures['rate']:,.0f} events/s ({figures['seconds']:.1f} s)")
-    medians = _medians(runs)
-    ratio = medians["with"]["rate"] / medians["without"]["rate"]
-    say(NAME, f"budgets: with/without {ratio:.1%}")
-    return {**medians, "ratio": ratio, "budgets": BUDGETS, "matches": _matches_per_event(events, len(keys[1]))}
+    variants = {
+        "with": Variant(setup=partial(define_budgets, len(keys[1])), check=partial(_check_budgets, True)),
+        "without": Variant(check=partial(_check_budgets, False)),
+    }
+    result = compare_runs(stack, servers, work_dir, keys, events, "budgets", variants)
+    return {**result, "budgets": BUDGETS, "matches": _matches_per_event(events, len(keys[1]))}
 
 
 def budget_scopes(stored_keys: int) -> list[dict[str, Any]]:

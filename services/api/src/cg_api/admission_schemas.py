@@ -11,7 +11,6 @@ from cg_api.schemas import StrictBody
 from cg_api.usage_schemas import UtcDatetime
 from cg_common.money import Money
 from cg_common.usage_event import Attributes, KeyFingerprint, KeyId, Model, Provider
-from cg_common.usage_event import ReservationId as ReservationId  # re-exported: the path parameter's shape
 
 MAX_TTL_SECS = 86_400
 TokenLimit = Annotated[int, Field(ge=0, le=10**9)]

@@ -20,7 +20,7 @@ ENQUEUE = """
 INSERT INTO webhook_deliveries (webhook_id, message_id, event_type, body)
 SELECT w.id, %(message_id)s, %(type)s, CASE w.format WHEN 'slack' THEN %(slack)s ELSE %(json)s END
 FROM webhooks w
-WHERE w.deleted_at IS NULL AND %(type)s = ANY(w.events) AND (%(webhook_id)s::bigint IS NULL OR w.id = %(webhook_id)s)
+WHERE w.deleted_at IS NULL AND %(type)s = ANY(w.events)
 ORDER BY w.id
 ON CONFLICT (webhook_id, message_id) DO NOTHING
 RETURNING id
@@ -133,11 +133,8 @@ class AttemptResult:
         return self.response_status is not None and 200 <= self.response_status < 300
 
 
-async def enqueue(
-    conn: Connection, *, message_id: str, event_type: str, bodies: Mapping[str, str], webhook_id: int | None = None
-) -> int:
-    """One delivery per live webhook that wants `event_type` (only `webhook_id`, if given); returns how many are
-    new."""
+async def enqueue(conn: Connection, *, message_id: str, event_type: str, bodies: Mapping[str, str]) -> int:
+    """One delivery per live webhook that wants `event_type`; returns how many are new."""
     cursor = await conn.execute(
         ENQUEUE,
         {
@@ -145,7 +142,6 @@ async def enqueue(
             "type": event_type,
             "json": bodies["json"],
             "slack": bodies["slack"],
-            "webhook_id": webhook_id,
         },
     )
     return len(await cursor.fetchall())
